@@ -1,0 +1,40 @@
+# Thin aliases over the go tool. `make test` is what CI runs (via .ci/run).
+GO ?= go
+PKGS ?= ./...
+BENCH ?= .
+BENCHTIME ?= 1x
+
+.PHONY: run test fmt-check vet lint bench generate build tidy
+
+## run: start the product on its embedded default (a local demo metadata group)
+run:
+	$(GO) run ./cmd/cofferd dev
+
+## test: gofmt check + go vet + go test -race
+test: fmt-check vet
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+## lint: gofmt + go vet + staticcheck-free checks that need no extra install
+lint: fmt-check vet
+	$(GO) mod verify
+
+## bench: benchmarks (figures go to BENCHMARKS.md); BENCH=regexp BENCHTIME=...
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m $(PKGS)
+
+## generate: regenerate generated code (protobuf comes with the blockstore issue)
+generate:
+	$(GO) generate $(PKGS)
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
+
+tidy:
+	$(GO) mod tidy

@@ -1,0 +1,216 @@
+package raftmeta
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/coffer-dev/coffer/raftmeta/metapath"
+)
+
+// CreateUserRequest creates a user and their namespace.
+type CreateUserRequest struct {
+	RequestID string
+	Name      string
+	Password  string
+	Quota     int64 // bytes; 0 means unlimited
+	Admin     bool
+}
+
+// CreateUser creates a user (the name is unique case-insensitively) with an
+// empty namespace. The password is hashed with argon2id here, before it is
+// proposed: the log and the state hold only the hash.
+func (s *Shard) CreateUser(ctx context.Context, r CreateUserRequest) (*User, error) {
+	if err := checkRequestID(r.RequestID); err != nil {
+		return nil, err
+	}
+	if _, err := CleanUserName(r.Name); err != nil {
+		return nil, err
+	}
+	hash, err := HashPassword(r.Password, s.cfg.Password)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.propose(ctx, &command{Type: cmdCreateUser, RequestID: r.RequestID, CreateUser: &createUserCmd{
+		Name: r.Name, PasswordHash: hash, Quota: r.Quota, Admin: r.Admin,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return res.User, nil
+}
+
+// SetPassword replaces a user's password.
+func (s *Shard) SetPassword(ctx context.Context, requestID, name, password string) error {
+	if err := checkRequestID(requestID); err != nil {
+		return err
+	}
+	hash, err := HashPassword(password, s.cfg.Password)
+	if err != nil {
+		return err
+	}
+	_, err = s.propose(ctx, &command{Type: cmdSetPassword, RequestID: requestID, SetPassword: &setPasswordCmd{Name: name, PasswordHash: hash}})
+	return err
+}
+
+// SetQuota sets a user's quota in bytes (0: unlimited). Usage already above
+// a lowered quota stays; commits that would add bytes are refused.
+func (s *Shard) SetQuota(ctx context.Context, requestID, name string, quota int64) error {
+	if err := checkRequestID(requestID); err != nil {
+		return err
+	}
+	_, err := s.propose(ctx, &command{Type: cmdSetQuota, RequestID: requestID, SetQuota: &setQuotaCmd{Name: name, Quota: quota}})
+	return err
+}
+
+// DeleteUser deletes a user: the name is free at once, the namespace is
+// marked deleted and its records are left for a later garbage collection.
+func (s *Shard) DeleteUser(ctx context.Context, requestID, name string) error {
+	if err := checkRequestID(requestID); err != nil {
+		return err
+	}
+	_, err := s.propose(ctx, &command{Type: cmdDeleteUser, RequestID: requestID, DeleteUser: &userNameCmd{Name: name}})
+	return err
+}
+
+// CommitRequest is a batch of ops on one namespace, applied all or nothing.
+type CommitRequest struct {
+	RequestID string
+	Namespace uint64
+	Ops       []Op
+}
+
+// Commit applies a batch of ops atomically and appends one journal record.
+// If any op fails, nothing applies and the error is an *OpError naming the
+// op and the target's current revision. Commits that retry a request ID
+// return the first attempt's result without applying anything again.
+//
+// The caller (the gateway) must have stored every block an op references
+// before committing: the state machine cannot see the block store.
+func (s *Shard) Commit(ctx context.Context, r CommitRequest) (*CommitResult, error) {
+	if err := checkRequestID(r.RequestID); err != nil {
+		return nil, err
+	}
+	if len(r.Ops) == 0 || len(r.Ops) > MaxOpsPerCommit {
+		return nil, fmt.Errorf("%w: a commit has 1 to %d ops", ErrInvalidArgument, MaxOpsPerCommit)
+	}
+	res, err := s.propose(ctx, &command{Type: cmdCommit, RequestID: r.RequestID, Commit: &commitCmd{Namespace: r.Namespace, Ops: r.Ops}})
+	if err != nil {
+		return nil, err
+	}
+	return res.Commit, nil
+}
+
+// User returns a live user by name (case-insensitively).
+func (s *Shard) User(ctx context.Context, name string, o ReadOptions) (*User, error) {
+	clean, err := CleanUserName(name)
+	if err != nil {
+		return nil, err
+	}
+	var u *User
+	err = s.read(ctx, o, func(v *view) error {
+		var err error
+		u, err = v.userByName(metapath.Fold(clean))
+		if err == nil && (u == nil || u.Deleted) {
+			err = opErr(CodeNotFound, "", fmt.Sprintf("no user %q", name))
+		}
+		return err
+	})
+	return u, err
+}
+
+// Authenticate checks a user's password and returns the user, or
+// ErrBadCredentials (for an unknown user too, after the same argon2id work,
+// so a login does not reveal whether a name exists).
+func (s *Shard) Authenticate(ctx context.Context, name, password string) (*User, error) {
+	u, err := s.User(ctx, name, ReadOptions{})
+	if err != nil && CodeOf(err) != CodeNotFound && CodeOf(err) != CodeInvalidName {
+		return nil, err
+	}
+	s.dummyOnce.Do(func() { s.dummy, _ = HashPassword("coffer-unknown-user", s.cfg.Password) })
+	hash := s.dummy
+	if u != nil {
+		hash = u.PasswordHash
+	}
+	ok, verr := VerifyPassword(hash, password)
+	if verr != nil {
+		return nil, verr
+	}
+	if u == nil || !ok {
+		return nil, ErrBadCredentials
+	}
+	return u, nil
+}
+
+// Stat returns the file or folder a target names.
+func (s *Shard) Stat(ctx context.Context, ns uint64, t Target, o StatOptions) (*Entry, error) {
+	var e *Entry
+	err := s.read(ctx, o.ReadOptions, func(v *view) error {
+		var err error
+		e, err = v.stat(ns, t, o)
+		return err
+	})
+	return e, err
+}
+
+// List returns a page of a folder's entries (its subtree, if recursive).
+func (s *Shard) List(ctx context.Context, ns uint64, t Target, o ListOptions) (*ListPage, error) {
+	var p *ListPage
+	err := s.read(ctx, o.ReadOptions, func(v *view) error {
+		var err error
+		p, err = v.list(ns, t, o)
+		return err
+	})
+	return p, err
+}
+
+// History returns a file's retained revisions, newest first, including
+// deletions; it works for deleted files too.
+func (s *Shard) History(ctx context.Context, ns uint64, t Target, o HistoryOptions) ([]Revision, error) {
+	var revs []Revision
+	err := s.read(ctx, o.ReadOptions, func(v *view) error {
+		var err error
+		revs, err = v.history(ns, t, o)
+		return err
+	})
+	return revs, err
+}
+
+// Changes returns up to limit journal records after cursor (0: from the
+// start). A cursor older than the journal's retained start, or ahead of
+// its head, is ErrCursorExpired: list afresh and restart from Head.
+func (s *Shard) Changes(ctx context.Context, ns, cursor uint64, limit int, o ReadOptions) (*ChangesPage, error) {
+	var p *ChangesPage
+	err := s.read(ctx, o, func(v *view) error {
+		var err error
+		p, err = v.changes(ns, cursor, limit)
+		return err
+	})
+	return p, err
+}
+
+// WaitChanges is Changes that, when nothing follows the cursor, waits until
+// a commit to the namespace is applied here (or timeout passes, giving an
+// empty page).
+func (s *Shard) WaitChanges(ctx context.Context, ns, cursor uint64, limit int, timeout time.Duration, o ReadOptions) (*ChangesPage, error) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for first := true; ; first = false {
+		ch := s.fsm.changed(ns)
+		// Only the first read needs the leadership check: later ones read
+		// this replica's newer state.
+		p, err := s.Changes(ctx, ns, cursor, limit, ReadOptions{Stale: o.Stale || !first})
+		if err != nil || len(p.Records) > 0 {
+			return p, err
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return p, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.stop:
+			return nil, ErrClosed
+		}
+	}
+}

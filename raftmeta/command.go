@@ -1,0 +1,108 @@
+package raftmeta
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// cmdType identifies a Raft command.
+type cmdType uint8
+
+const (
+	cmdCreateUser cmdType = iota + 1
+	cmdSetPassword
+	cmdDeleteUser
+	cmdSetQuota
+	cmdCommit
+	cmdPrune
+)
+
+// commandVersion is the first byte of every encoded command.
+const commandVersion = 1
+
+// command is the envelope of one Raft entry. Time is the proposer's clock
+// when it proposed the entry: the state machine never reads a clock, so
+// every replica computes the same state.
+type command struct {
+	Type      cmdType `json:"t"`
+	RequestID string  `json:"rid,omitempty"`
+	Time      int64   `json:"time"`
+
+	CreateUser  *createUserCmd  `json:"create_user,omitempty"`
+	SetPassword *setPasswordCmd `json:"set_password,omitempty"`
+	DeleteUser  *userNameCmd    `json:"delete_user,omitempty"`
+	SetQuota    *setQuotaCmd    `json:"set_quota,omitempty"`
+	Commit      *commitCmd      `json:"commit,omitempty"`
+	Prune       *pruneCmd       `json:"prune,omitempty"`
+}
+
+type createUserCmd struct {
+	Name         string `json:"name"`
+	PasswordHash string `json:"password_hash"`
+	Quota        int64  `json:"quota"`
+	Admin        bool   `json:"admin,omitempty"`
+}
+
+type setPasswordCmd struct {
+	Name         string `json:"name"`
+	PasswordHash string `json:"password_hash"`
+}
+
+type userNameCmd struct {
+	Name string `json:"name"`
+}
+
+type setQuotaCmd struct {
+	Name  string `json:"name"`
+	Quota int64  `json:"quota"`
+}
+
+type commitCmd struct {
+	Namespace uint64 `json:"ns"`
+	Ops       []Op   `json:"ops"`
+}
+
+// pruneCmd applies the retention policy to at most Max nodes (then
+// namespaces' journals), starting at Cursor, and reports where to go on.
+type pruneCmd struct {
+	KeepFor  int64  `json:"keep_for"` // nanoseconds
+	KeepLast int    `json:"keep_last"`
+	Cursor   []byte `json:"cursor,omitempty"`
+	Max      int    `json:"max"`
+}
+
+// PruneResult reports one prune step.
+type PruneResult struct {
+	Revisions int    `json:"revisions"` // revisions deleted
+	Records   int    `json:"records"`   // journal records deleted
+	Next      []byte `json:"next,omitempty"`
+	Done      bool   `json:"done"`
+}
+
+// result is what applying a command returns, through the Raft future to
+// the proposer, and what the dedup window stores for a request ID.
+type result struct {
+	Err    *OpError      `json:"err,omitempty"`
+	User   *User         `json:"user,omitempty"`
+	Commit *CommitResult `json:"commit,omitempty"`
+	Prune  *PruneResult  `json:"prune,omitempty"`
+}
+
+func encodeCommand(c *command) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{commandVersion}, b...), nil
+}
+
+func decodeCommand(b []byte) (*command, error) {
+	if len(b) == 0 || b[0] != commandVersion {
+		return nil, fmt.Errorf("unknown command encoding")
+	}
+	c := new(command)
+	if err := json.Unmarshal(b[1:], c); err != nil {
+		return nil, fmt.Errorf("decode command: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,2 @@
+// Package metapath validates and normalises the paths and names of Coffer's file tree.
+package metapath
