@@ -28,6 +28,7 @@ type FSM struct {
 	dedupWindow uint64
 
 	applied atomic.Uint64
+	skipped atomic.Uint64
 	failed  atomic.Pointer[error]
 	onFail  func(error)
 
@@ -73,6 +74,10 @@ func (f *FSM) dbView() *view { return &view{r: pebbleReader{f.db}, k: f.k} }
 // AppliedIndex is the Raft index of the last entry applied to the state.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
+// Skipped counts entries Raft handed to the state machine again (after a
+// restart) that were skipped because they were already applied.
+func (f *FSM) Skipped() uint64 { return f.skipped.Load() }
+
 // Err returns the storage error that stopped the FSM, or nil.
 func (f *FSM) Err() error {
 	if p := f.failed.Load(); p != nil {
@@ -109,6 +114,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			continue
 		}
 		if l.Index <= f.applied.Load() {
+			f.skipped.Add(1)
 			continue // already applied before a restart: replay is a no-op
 		}
 		var (

@@ -26,7 +26,10 @@ type Shard struct {
 
 	reads readBarrier
 
-	closed   atomic.Bool
+	closed atomic.Bool
+	// inflight is held (shared) by reads while they use the DB, so Close
+	// returns only when none is left: the caller may close the DB then.
+	inflight sync.RWMutex
 	stop     chan struct{}
 	loops    sync.WaitGroup
 	closeErr error
@@ -151,6 +154,8 @@ func (s *Shard) Close() error {
 		close(s.stop)
 		s.loops.Wait()
 		s.closeErr = s.raft.Shutdown().Error()
+		s.inflight.Lock() // wait for reads in flight
+		s.inflight.Unlock()
 	})
 	return s.closeErr
 }
@@ -345,6 +350,11 @@ func (s *Shard) read(ctx context.Context, o ReadOptions, fn func(v *view) error)
 			return err
 		}
 	}
+	s.inflight.RLock()
+	defer s.inflight.RUnlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
 	if err := s.fsm.Err(); err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptStore, err)
 	}
@@ -406,7 +416,14 @@ func (s *Shard) Prune(ctx context.Context) (*PruneResult, error) {
 
 // StateHash returns a hash of the replica's whole state and the applied
 // index it was taken at.
-func (s *Shard) StateHash() (Sum, uint64, error) { return s.fsm.StateHash() }
+func (s *Shard) StateHash() (Sum, uint64, error) {
+	s.inflight.RLock()
+	defer s.inflight.RUnlock()
+	if s.closed.Load() {
+		return Sum{}, 0, ErrClosed
+	}
+	return s.fsm.StateHash()
+}
 
 // Snapshot asks Raft to take a snapshot now (and compact its log).
 func (s *Shard) Snapshot() error { return s.raft.Snapshot().Error() }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/coffer-dev/coffer/raftmeta/hclogslog"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -76,6 +77,9 @@ func OpenRaftStores(dir string, log *slog.Logger) (st *RaftStores, err error) {
 // Close closes the log and stable store.
 func (s *RaftStores) Close() error { return s.Bolt.Close() }
 
+// pebbleCacheBytes is the block cache of a node's state store.
+const pebbleCacheBytes = 64 << 20
+
 // OpenPebble opens (creating if needed) the Pebble instance that holds the
 // state of every group on a node. A corrupt store gives ErrCorruptStore.
 func OpenPebble(dir string, log *slog.Logger) (db *pebble.DB, err error) {
@@ -90,10 +94,21 @@ func OpenPebble(dir string, log *slog.Logger) (db *pebble.DB, err error) {
 			db, err = nil, fmt.Errorf("%w: %s: %v", ErrCorruptStore, dir, r)
 		}
 	}()
-	db, err = pebble.Open(dir, &pebble.Options{
+	cache := pebble.NewCache(pebbleCacheBytes)
+	defer cache.Unref()
+	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log.With("component", "pebble")},
-	})
+		Cache:              cache,
+	}
+	// Most point reads while applying are of keys that may not exist (a new
+	// request ID in the dedup window, a new file name): bloom filters on
+	// every level answer those without reading data blocks.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		opts.Levels[i].FilterType = pebble.TableFilter
+	}
+	db, err = pebble.Open(dir, opts)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			return nil, fmt.Errorf("state store %s: %w", dir, err)

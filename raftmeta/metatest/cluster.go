@@ -46,6 +46,9 @@ type Replica struct {
 	db     *pebble.DB
 }
 
+// Stores returns the replica's Raft stores (nil while stopped).
+func (r *Replica) Stores() *raftmeta.RaftStores { return r.stores }
+
 // Cluster is a running test group.
 type Cluster struct {
 	t        testing.TB
@@ -109,11 +112,20 @@ func New(t testing.TB, o Options) *Cluster {
 	return c
 }
 
-// Replica returns replica i.
+// Replica returns replica i. Its Shard field changes when the replica is
+// stopped or started: tests that stop replicas while other goroutines run
+// use Shard(i) instead.
 func (c *Cluster) Replica(i int) *Replica {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.replicas[i]
+}
+
+// Shard returns replica i's running shard, or nil while it is stopped.
+func (c *Cluster) Shard(i int) *raftmeta.Shard {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.replicas[i].Shard
 }
 
 // Len is the number of replicas.
@@ -180,7 +192,7 @@ func (c *Cluster) stopLocked(i int) {
 	r.trans.Close()
 	r.db.Close()
 	r.stores.Close()
-	r.Shard = nil
+	r.Shard, r.db, r.stores = nil, nil, nil
 	c.rewire()
 }
 
@@ -263,7 +275,7 @@ func (c *Cluster) WaitLeader(timeout time.Duration) (int, error) {
 	defer cancel()
 	for {
 		if i := c.Leader(); i >= 0 {
-			if s := c.Replica(i).Shard; s != nil {
+			if s := c.Shard(i); s != nil {
 				rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
 				_, err := s.User(rctx, "nobody", raftmeta.ReadOptions{})
 				rcancel()
@@ -280,15 +292,15 @@ func (c *Cluster) WaitLeader(timeout time.Duration) (int, error) {
 	}
 }
 
-// Shard returns the running leader's shard, waiting for one.
+// LeaderShard returns the running leader's shard, waiting for one.
 func (c *Cluster) LeaderShard(timeout time.Duration) (*raftmeta.Shard, error) {
 	i, err := c.WaitLeader(timeout)
 	if err != nil {
 		return nil, err
 	}
-	s := c.Replica(i).Shard
+	s := c.Shard(i)
 	if s == nil {
-		return nil, errors.New("leader stopped")
+		return nil, raftmeta.ErrClosed
 	}
 	return s, nil
 }
@@ -308,7 +320,7 @@ func (c *Cluster) WaitConverged(ctx context.Context) (raftmeta.Sum, error) {
 				}
 			}
 			c.mu.Unlock()
-			target := c.Replica(l).Shard
+			target := c.Shard(l)
 			if target != nil {
 				commit := target.Raft().CommitIndex()
 				ok := true
