@@ -174,4 +174,3 @@ func BenchmarkCommit(b *testing.B) {
 		})
 	}
 }
-
