@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 BENCH ?= .
-BENCHTIME ?= 1x
+BENCHTIME ?= 3s
 
 .PHONY: run test fmt-check vet lint bench generate build tidy
 

@@ -20,6 +20,39 @@ type commitState struct {
 	quota   int64
 	changes []*Change
 	byID    map[uint64]*Change
+	// nodes caches the nodes this commit has read or written: ops are
+	// applied in place, so later ops and path computations see them
+	// without another read and decode.
+	nodes map[uint64]*Node
+}
+
+// node returns node id of the namespace, or nil.
+func (cs *commitState) node(id uint64) (*Node, error) {
+	if n, ok := cs.nodes[id]; ok {
+		return n, nil
+	}
+	n, err := cs.t.node(cs.ns.ID, id)
+	if err != nil || n == nil {
+		return nil, err
+	}
+	cs.nodes[id] = n
+	return n, nil
+}
+
+// child returns the node linked at (parent, fold), or nil.
+func (cs *commitState) child(parent uint64, fold string) (*Node, error) {
+	id, ok, err := cs.t.getU64(cs.t.k.child(cs.ns.ID, parent, fold))
+	if err != nil || !ok {
+		return nil, err
+	}
+	n, err := cs.node(id)
+	if err != nil {
+		return nil, err
+	}
+	if n == nil {
+		return nil, fmt.Errorf("%w: tree entry names missing node %d", ErrCorruptStore, id)
+	}
+	return n, nil
 }
 
 // commit applies a batch of ops all-or-nothing and appends one journal
@@ -42,7 +75,7 @@ func (t *tx) commit(rid string, c *commitCmd) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs := &commitState{t: t, ns: ns, byID: make(map[uint64]*Change)}
+	cs := &commitState{t: t, ns: ns, byID: make(map[uint64]*Change), nodes: make(map[uint64]*Node)}
 	if owner != nil {
 		cs.quota = owner.Quota
 	}
@@ -137,8 +170,7 @@ func checkPre(op *Op, path string, n *Node) *OpError {
 // lookup resolves a clean path. Every component but the last must be a
 // folder (live, unless allowDeleted); the last may be absent (node nil).
 func (cs *commitState) lookup(p string, allowDeleted bool) (parent, node *Node, oe *OpError, err error) {
-	t := cs.t
-	cur, err := t.node(cs.ns.ID, cs.ns.Root)
+	cur, err := cs.node(cs.ns.Root)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -150,7 +182,7 @@ func (cs *commitState) lookup(p string, allowDeleted bool) (parent, node *Node, 
 		return nil, cur, nil, nil
 	}
 	for i, name := range parts {
-		next, err := t.child(cs.ns.ID, cur.ID, metapath.Fold(name))
+		next, err := cs.child(cur.ID, metapath.Fold(name))
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -173,8 +205,7 @@ func (cs *commitState) lookup(p string, allowDeleted bool) (parent, node *Node, 
 // folders and re-creating deleted ones on the way (like mkdir -p). Folder
 // names match case-insensitively.
 func (cs *commitState) ensureDir(p string) (*Node, *OpError, error) {
-	t := cs.t
-	cur, err := t.node(cs.ns.ID, cs.ns.Root)
+	cur, err := cs.node(cs.ns.Root)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -184,7 +215,7 @@ func (cs *commitState) ensureDir(p string) (*Node, *OpError, error) {
 	parts := metapath.Split(p)
 	for i, name := range parts {
 		fold := metapath.Fold(name)
-		next, err := t.child(cs.ns.ID, cur.ID, fold)
+		next, err := cs.child(cur.ID, fold)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -222,7 +253,9 @@ func (cs *commitState) newNode(parent uint64, name string, dir bool) (*Node, err
 	if err != nil {
 		return nil, err
 	}
-	return &Node{ID: id, Namespace: cs.ns.ID, ParentID: parent, Name: name, Dir: dir}, nil
+	n := &Node{ID: id, Namespace: cs.ns.ID, ParentID: parent, Name: name, Dir: dir}
+	cs.nodes[id] = n
+	return n, nil
 }
 
 // link points the tree entry (parent, fold(name)) at n, replacing whatever
@@ -257,16 +290,20 @@ func (cs *commitState) save(n *Node, op OpKind, oldPath string, from uint64) err
 
 // pathOf returns a node's path from the root by walking its parents.
 func (cs *commitState) pathOf(id uint64) (string, error) {
-	return pathOf(&cs.t.view, cs.ns, id)
+	return pathOfWith(cs.node, cs.ns, id)
 }
 
 func pathOf(v *view, ns *Namespace, id uint64) (string, error) {
+	return pathOfWith(func(id uint64) (*Node, error) { return v.node(ns.ID, id) }, ns, id)
+}
+
+func pathOfWith(node func(uint64) (*Node, error), ns *Namespace, id uint64) (string, error) {
 	var parts []string
 	for i := 0; id != ns.Root; i++ {
 		if i > maxDepth {
 			return "", fmt.Errorf("%w: parent chain of node %d too deep", ErrCorruptStore, id)
 		}
-		n, err := v.node(ns.ID, id)
+		n, err := node(id)
 		if err != nil {
 			return "", err
 		}
@@ -331,7 +368,7 @@ func (cs *commitState) put(op *Op) (*Node, *OpError, error) {
 	if err != nil || oe != nil {
 		return nil, oe, err
 	}
-	cur, err := cs.t.child(cs.ns.ID, parent.ID, metapath.Fold(name))
+	cur, err := cs.child(parent.ID, metapath.Fold(name))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -386,7 +423,7 @@ func (cs *commitState) mkdir(op *Op) (*Node, *OpError, error) {
 	if err != nil || oe != nil {
 		return nil, oe, err
 	}
-	cur, err := cs.t.child(cs.ns.ID, parent.ID, metapath.Fold(name))
+	cur, err := cs.child(parent.ID, metapath.Fold(name))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -464,7 +501,7 @@ func (cs *commitState) tombstone(n *Node) error {
 			return err
 		}
 		for _, id := range kids {
-			k, err := t.node(cs.ns.ID, id)
+			k, err := cs.node(id)
 			if err != nil {
 				return err
 			}
@@ -526,7 +563,7 @@ func (cs *commitState) move(op *Op) (*Node, *OpError, error) {
 		}
 		return nil, oe, err
 	}
-	dest, err := cs.t.child(cs.ns.ID, parent.ID, metapath.Fold(toName))
+	dest, err := cs.child(parent.ID, metapath.Fold(toName))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -552,7 +589,7 @@ func (cs *commitState) restore(op *Op) (*Node, *OpError, error) {
 	var dest string
 	if op.NodeID != 0 {
 		var err error
-		if n, err = t.node(cs.ns.ID, op.NodeID); err != nil {
+		if n, err = cs.node(op.NodeID); err != nil {
 			return nil, nil, err
 		}
 		if n == nil || n.ID == cs.ns.Root {
@@ -634,7 +671,7 @@ func (cs *commitState) restore(op *Op) (*Node, *OpError, error) {
 // claim links the deleted node n at (parent, name): free, already n, or a
 // tombstone (which it replaces) are fine; a live node there is ErrExists.
 func (cs *commitState) claim(n *Node, parent uint64, name string) (*OpError, error) {
-	occ, err := cs.t.child(cs.ns.ID, parent, metapath.Fold(name))
+	occ, err := cs.child(parent, metapath.Fold(name))
 	if err != nil {
 		return nil, err
 	}
@@ -670,7 +707,7 @@ func (cs *commitState) revive(id uint64) (*Node, *OpError, error) {
 		if i > maxDepth {
 			return nil, nil, fmt.Errorf("%w: parent chain of node %d too deep", ErrCorruptStore, id)
 		}
-		d, err := cs.t.node(cs.ns.ID, id)
+		d, err := cs.node(id)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -687,7 +724,7 @@ func (cs *commitState) revive(id uint64) (*Node, *OpError, error) {
 	cur := chain[len(chain)-1] // live
 	for i := len(chain) - 2; i >= 0; i-- {
 		d := chain[i]
-		occ, err := cs.t.child(cs.ns.ID, cur.ID, metapath.Fold(d.Name))
+		occ, err := cs.child(cur.ID, metapath.Fold(d.Name))
 		if err != nil {
 			return nil, nil, err
 		}
