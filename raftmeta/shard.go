@@ -265,6 +265,7 @@ type readBarrier struct {
 	// barrierTerm is the term in which this leader's state machine was
 	// caught up with every entry of earlier terms (by a Raft barrier).
 	barrierTerm atomic.Uint64
+	rounds      atomic.Uint64 // leadership checks run
 }
 
 type readRound struct {
@@ -304,6 +305,7 @@ func (b *readBarrier) run() {
 			return
 		}
 		b.mu.Unlock()
+		b.rounds.Add(1)
 		r.err = b.check()
 		close(r.done)
 	}
@@ -338,6 +340,11 @@ func (b *readBarrier) check() error {
 	}
 	return nil
 }
+
+// LeadershipChecks counts the leadership checks linearizable reads have
+// run on this replica; concurrent reads share one, so under load it grows
+// much more slowly than the number of reads.
+func (s *Shard) LeadershipChecks() uint64 { return s.reads.rounds.Load() }
 
 // read runs fn on a consistent snapshot of the state, after the leadership
 // check unless o.Stale.

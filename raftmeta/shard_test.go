@@ -462,6 +462,13 @@ func TestShardCorruptOrMissingStores(t *testing.T) {
 		{"state manifest garbled", false, func(t *testing.T, c *metatest.Cluster) { garble(t, findManifest(t, dir(c, "state")), 0) }, true},
 		{"state deleted, log complete: rebuilt from the log", false, func(t *testing.T, c *metatest.Cluster) { os.RemoveAll(dir(c, "state")) }, false},
 		{"state deleted, log compacted: rebuilt from the snapshot", true, func(t *testing.T, c *metatest.Cluster) { os.RemoveAll(dir(c, "state")) }, false},
+		{"latest snapshot garbled", true, func(t *testing.T, c *metatest.Cluster) {
+			m, _ := filepath.Glob(dir(c, "raft", "snapshots", "*", "state.bin"))
+			if len(m) == 0 {
+				t.Fatal("no snapshot file")
+			}
+			garble(t, m[len(m)-1], 0)
+		}, true},
 		{"state and snapshots deleted, log compacted", true, func(t *testing.T, c *metatest.Cluster) {
 			os.RemoveAll(dir(c, "state"))
 			os.RemoveAll(dir(c, "raft", "snapshots"))
@@ -508,4 +515,43 @@ func containsStr(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestShardConcurrentReadsShareLeadershipCheck fires many linearizable
+// reads at once: they must all succeed, sharing far fewer leadership checks.
+func TestShardConcurrentReadsShareLeadershipCheck(t *testing.T) {
+	c := metatest.New(t, metatest.Options{})
+	u := createUser(t, c, "ivan")
+	if _, _, err := commitRetry(t, c, raftmeta.CommitRequest{RequestID: "a", Namespace: u.Namespace, Ops: []raftmeta.Op{putOp("/a", "a")}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.LeaderShard(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const reads = 200
+	before := s.LeadershipChecks()
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := 0; i < reads; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if _, err := s.Stat(context.Background(), u.Namespace, raftmeta.Target{Path: "/a"}, raftmeta.StatOptions{}); err != nil {
+				failed.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	checks := s.LeadershipChecks() - before
+	if failed.Load() > 0 {
+		t.Fatalf("%d of %d linearizable reads failed", failed.Load(), reads)
+	}
+	if checks == 0 || checks > reads/2 {
+		t.Fatalf("%d reads ran %d leadership checks: they are not shared", reads, checks)
+	}
+	t.Logf("%d concurrent reads shared %d leadership checks", reads, checks)
 }

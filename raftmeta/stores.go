@@ -65,7 +65,8 @@ func OpenRaftStores(dir string, log *slog.Logger) (st *RaftStores, err error) {
 			return nil, fmt.Errorf("%w: %s: last entry %d: %v", ErrCorruptStore, path, last, err)
 		}
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dir, "snapshots"), 2,
+	// The store keeps its snapshots in dir/snapshots/<id>/.
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2,
 		hclogslog.New(log.With("component", "raft-snapshots"), hclog.Warn))
 	if err != nil {
 		bolt.Close()
