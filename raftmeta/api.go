@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/coffer-dev/coffer/raftmeta/metapath"
+	"unicode/utf8"
 )
 
 // CreateUserRequest creates a user and their namespace.
@@ -45,6 +46,9 @@ func (s *Shard) SetPassword(ctx context.Context, requestID, name, password strin
 	if err := checkRequestID(requestID); err != nil {
 		return err
 	}
+	if _, err := CleanUserName(name); err != nil {
+		return err
+	}
 	hash, err := HashPassword(password, s.cfg.Password)
 	if err != nil {
 		return err
@@ -59,6 +63,9 @@ func (s *Shard) SetQuota(ctx context.Context, requestID, name string, quota int6
 	if err := checkRequestID(requestID); err != nil {
 		return err
 	}
+	if _, err := CleanUserName(name); err != nil {
+		return err
+	}
 	_, err := s.propose(ctx, &command{Type: cmdSetQuota, RequestID: requestID, SetQuota: &setQuotaCmd{Name: name, Quota: quota}})
 	return err
 }
@@ -67,6 +74,9 @@ func (s *Shard) SetQuota(ctx context.Context, requestID, name string, quota int6
 // marked deleted and its records are left for a later garbage collection.
 func (s *Shard) DeleteUser(ctx context.Context, requestID, name string) error {
 	if err := checkRequestID(requestID); err != nil {
+		return err
+	}
+	if _, err := CleanUserName(name); err != nil {
 		return err
 	}
 	_, err := s.propose(ctx, &command{Type: cmdDeleteUser, RequestID: requestID, DeleteUser: &userNameCmd{Name: name}})
@@ -93,6 +103,16 @@ func (s *Shard) Commit(ctx context.Context, r CommitRequest) (*CommitResult, err
 	}
 	if len(r.Ops) == 0 || len(r.Ops) > MaxOpsPerCommit {
 		return nil, fmt.Errorf("%w: a commit has 1 to %d ops", ErrInvalidArgument, MaxOpsPerCommit)
+	}
+	// Paths must be checked before they are encoded: JSON would replace
+	// invalid UTF-8 with U+FFFD and the state machine would see a
+	// different, valid path. The state machine checks everything else.
+	for i, op := range r.Ops {
+		for _, p := range []string{op.Path, op.To} {
+			if !utf8.ValidString(p) {
+				return nil, &OpError{Code: CodeInvalidPath, Op: i, Kind: op.Kind, Path: p, Message: "not valid UTF-8"}
+			}
+		}
 	}
 	res, err := s.propose(ctx, &command{Type: cmdCommit, RequestID: r.RequestID, Commit: &commitCmd{Namespace: r.Namespace, Ops: r.Ops}})
 	if err != nil {

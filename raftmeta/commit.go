@@ -24,6 +24,8 @@ type commitState struct {
 	// applied in place, so later ops and path computations see them
 	// without another read and decode.
 	nodes map[uint64]*Node
+	// created holds the nodes this commit created.
+	created map[uint64]bool
 }
 
 // node returns node id of the namespace, or nil.
@@ -75,7 +77,7 @@ func (t *tx) commit(rid string, c *commitCmd) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs := &commitState{t: t, ns: ns, byID: make(map[uint64]*Change), nodes: make(map[uint64]*Node)}
+	cs := &commitState{t: t, ns: ns, byID: make(map[uint64]*Change), nodes: make(map[uint64]*Node), created: make(map[uint64]bool)}
 	if owner != nil {
 		cs.quota = owner.Quota
 	}
@@ -255,6 +257,7 @@ func (cs *commitState) newNode(parent uint64, name string, dir bool) (*Node, err
 	}
 	n := &Node{ID: id, Namespace: cs.ns.ID, ParentID: parent, Name: name, Dir: dir}
 	cs.nodes[id] = n
+	cs.created[id] = true
 	return n, nil
 }
 
@@ -282,6 +285,10 @@ func (cs *commitState) save(n *Node, op OpKind, oldPath string, from uint64) err
 		ch = &Change{NodeID: n.ID, OldPath: oldPath}
 		cs.byID[n.ID] = ch
 		cs.changes = append(cs.changes, ch)
+	} else if ch.OldPath == "" && oldPath != "" && !cs.created[n.ID] {
+		// Changed earlier in this commit, now moved: report where the node
+		// was, as for a node that was only moved.
+		ch.OldPath = oldPath
 	}
 	ch.Rev, ch.Op, ch.ParentID, ch.Name = n.Rev, op, n.ParentID, n.Name
 	ch.Dir, ch.Deleted, ch.Size, ch.Hash = n.Dir, n.Deleted, n.Size, n.Hash
@@ -418,6 +425,9 @@ func (cs *commitState) mkdir(op *Op) (*Node, *OpError, error) {
 	if p == "/" {
 		return nil, &OpError{Code: CodeExists}, nil
 	}
+	if op.Mode&^0o7777 != 0 {
+		return nil, &OpError{Code: CodeInvalidArgument, Message: fmt.Sprintf("mode %o has bits beyond 07777", op.Mode)}, nil
+	}
 	dir, name := metapath.Parent(p)
 	parent, oe, err := cs.ensureDir(dir)
 	if err != nil || oe != nil {
@@ -445,7 +455,7 @@ func (cs *commitState) mkdir(op *Op) (*Node, *OpError, error) {
 		}
 	}
 	n.Deleted = false
-	n.Mode = op.Mode &^ ^uint32(0o7777)
+	n.Mode = op.Mode
 	if n.Mode == 0 {
 		n.Mode = 0o755
 	}
@@ -470,8 +480,10 @@ func (cs *commitState) delete(op *Op) (*Node, *OpError, error) {
 		return nil, oe, err
 	}
 	if n == nil || n.Deleted {
-		if op.IfMatch != 0 {
-			return nil, checkPre(op, p, n), nil
+		// A failed precondition is reported as such; otherwise (even when
+		// IfMatch names the tombstone's revision) there is nothing to delete.
+		if oe := checkPre(op, p, n); oe != nil {
+			return nil, oe, nil
 		}
 		return nil, &OpError{Code: CodeNotFound}, nil
 	}
@@ -599,6 +611,10 @@ func (cs *commitState) restore(op *Op) (*Node, *OpError, error) {
 			p, err := metapath.Clean(op.Path)
 			if err != nil {
 				return nil, invalidPath(err), nil
+			}
+			if p == "/" {
+				// As for a put: the root is a folder, and cannot be replaced.
+				return nil, &OpError{Code: CodeIsFolder, Message: "cannot restore a file to the root"}, nil
 			}
 			dest = p
 		}

@@ -46,9 +46,6 @@ type Config struct {
 	// ApplyTimeout bounds how long a command waits to be enqueued and
 	// committed (default 10s).
 	ApplyTimeout time.Duration
-	// DedupWindow is how many Raft entries a request ID is remembered for
-	// (default 200000). A retry after that is applied again.
-	DedupWindow uint64
 
 	// Retention: keep every revision for KeepFor (default 30 days) and at
 	// least the newest KeepLast (default 10). PruneInterval is how often the
@@ -87,9 +84,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxAppendEntries == 0 {
 		c.MaxAppendEntries = 256
-	}
-	if c.DedupWindow == 0 {
-		c.DedupWindow = 200000
 	}
 	if c.KeepLast == 0 {
 		c.KeepLast = 10

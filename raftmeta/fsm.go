@@ -181,7 +181,7 @@ func (f *FSM) applyCommand(l *raft.Log, touched map[uint64]struct{}) (*result, e
 		}
 		if cmd != nil {
 			var err error
-			res, err = t.apply(cmd)
+			res, err = t.safeApply(cmd)
 			if err != nil {
 				if errors.Is(err, errStore) {
 					return nil, err
@@ -213,6 +213,25 @@ func (f *FSM) applyCommand(l *raft.Log, touched map[uint64]struct{}) (*result, e
 	}
 	return res, nil
 }
+
+// safeApply applies cmd, turning a panic (a bug) into a refusal of that
+// command: every replica hits the same panic on the same entry, so letting
+// it crash would take the whole group down on every restart.
+func (t *tx) safeApply(cmd *command) (res *result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, fmt.Errorf("%w: apply panicked: %v", errInternal, r)
+		}
+	}()
+	return t.apply(cmd)
+}
+
+// DedupWindow is how many Raft entries a request ID's result is kept for.
+// It shapes replicated state, so it is a constant, the same on every
+// replica, not a per-node setting. Eviction is lazy (it happens when a later
+// command with a request ID is applied), so an ID is remembered for at least
+// this many entries.
+const DedupWindow = 200000
 
 // remember stores a request ID's result in the dedup window and evicts
 // entries that fell out of it (older than dedupWindow Raft entries).

@@ -49,7 +49,7 @@ func Open(cfg Config) (*Shard, error) {
 	}
 	cfg.setDefaults()
 	log := cfg.Logger.With("component", "raftmeta", "group", cfg.GroupID)
-	fsm, err := newFSM(cfg.DB, cfg.GroupID, cfg.DedupWindow, log)
+	fsm, err := newFSM(cfg.DB, cfg.GroupID, DedupWindow, log)
 	if err != nil {
 		return nil, fmt.Errorf("open group %d state: %w", cfg.GroupID, err)
 	}

@@ -555,3 +555,51 @@ func TestShardConcurrentReadsShareLeadershipCheck(t *testing.T) {
 	}
 	t.Logf("%d concurrent reads shared %d leadership checks", reads, checks)
 }
+
+// TestShardRefusesBadInput checks input that must be refused before it is
+// proposed (JSON would rewrite invalid UTF-8 into a different valid path),
+// and a few refusals the state machine gives through the Shard API.
+func TestShardRefusesBadInput(t *testing.T) {
+	c := metatest.New(t, metatest.Options{})
+	u := createUser(t, c, "judy")
+	s, err := c.LeaderShard(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	before := s.FSM().AppliedIndex()
+	cases := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"invalid UTF-8 path", func() error {
+			_, err := s.Commit(ctx, raftmeta.CommitRequest{RequestID: "u1", Namespace: u.Namespace, Ops: []raftmeta.Op{putOp("/a\xffb", "x")}})
+			return err
+		}, raftmeta.ErrInvalidPath},
+		{"invalid UTF-8 move target", func() error {
+			_, err := s.Commit(ctx, raftmeta.CommitRequest{RequestID: "u2", Namespace: u.Namespace, Ops: []raftmeta.Op{{Kind: raftmeta.OpMove, Path: "/a", To: "/\xc3"}}})
+			return err
+		}, raftmeta.ErrInvalidPath},
+		{"bad user name", func() error { return s.DeleteUser(ctx, "u3", "bad/name") }, raftmeta.ErrInvalidName},
+		{"request ID with a space", func() error { return s.SetQuota(ctx, "a b", "judy", 1) }, raftmeta.ErrInvalidArgument},
+		{"empty password", func() error { return s.SetPassword(ctx, "u4", "judy", "") }, raftmeta.ErrInvalidArgument},
+	}
+	for _, tc := range cases {
+		if err := tc.call(); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if got := s.FSM().AppliedIndex(); got != before {
+		t.Errorf("refused input reached the log: applied index %d -> %d", before, got)
+	}
+	if _, err := s.Authenticate(ctx, "judy", "wrong"); !errors.Is(err, raftmeta.ErrBadCredentials) {
+		t.Errorf("wrong password: %v", err)
+	}
+	if _, err := s.Authenticate(ctx, "nobody", "secret"); !errors.Is(err, raftmeta.ErrBadCredentials) {
+		t.Errorf("unknown user: %v", err)
+	}
+	if got, err := s.Authenticate(ctx, "JUDY", "secret"); err != nil || got.ID != u.ID {
+		t.Errorf("right password: %v, %v", got, err)
+	}
+}

@@ -28,6 +28,11 @@ import (
 // same group on any node.
 var snapMagic = []byte("COFFERMETA1\n")
 
+// maxSnapshotValue bounds one value in a snapshot stream (the largest
+// records, journal records of big commits, are far below it), so a damaged
+// length cannot make a restore allocate without bound.
+const maxSnapshotValue = 64 << 20
+
 // restoreBatchBytes bounds one Pebble batch during a restore.
 const restoreBatchBytes = 4 << 20
 
@@ -165,7 +170,7 @@ func restoreSnapshot(db *pebble.DB, k keys, src io.Reader) (uint64, error) {
 			return 0, fmt.Errorf("%w: key: %v", errBadSnapshot, err)
 		}
 		vlen, err := binary.ReadUvarint(hr)
-		if err != nil || vlen > 1<<30 {
+		if err != nil || vlen > maxSnapshotValue {
 			return 0, fmt.Errorf("%w: value length: %v", errBadSnapshot, err)
 		}
 		val := make([]byte, vlen)
@@ -218,7 +223,11 @@ func stateHash(r reader, k keys) (Sum, uint64, error) {
 	}
 	var tmp [binary.MaxVarintLen64]byte
 	lo, hi := k.groupBounds()
+	skip := k.restoring()
 	err = v.scan(lo, hi, false, func(key, val []byte) (bool, error) {
+		if bytes.Equal(key, skip) {
+			return true, nil
+		}
 		rel := key[len(k.prefix):]
 		h.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(rel)))])
 		h.Write(rel)
