@@ -203,7 +203,7 @@ func (s *Shard) Changes(ctx context.Context, ns, cursor uint64, limit int, o Rea
 	var p *ChangesPage
 	err := s.read(ctx, o, func(v *view) error {
 		var err error
-		p, err = v.changes(ns, cursor, limit)
+		p, err = v.changesAt(ns, cursor, limit, o.Stale)
 		return err
 	})
 	return p, err

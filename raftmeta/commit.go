@@ -1,14 +1,27 @@
 package raftmeta
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/coffer-dev/coffer/raftmeta/metapath"
 )
 
-// MaxOpsPerCommit bounds the ops of one commit batch.
-const MaxOpsPerCommit = 10000
+// Limits that keep every record the state machine writes well below the
+// snapshot stream's value limit (maxSnapshotValue).
+const (
+	// MaxOpsPerCommit bounds the ops of one commit batch.
+	MaxOpsPerCommit = 10000
+	// MaxBlocksPerFile bounds a file's block list (4 TiB at 4 MiB blocks).
+	MaxBlocksPerFile = 1 << 20
+	// MaxChangesPerCommit bounds the nodes one commit changes (a subtree
+	// delete changes every live node below the folder).
+	MaxChangesPerCommit = 1 << 20
+)
+
+// errTooManyChanges stops a commit that would change too many nodes.
+var errTooManyChanges = errors.New("too many changes")
 
 // maxDepth bounds parent-chain walks, so a corrupt cycle cannot hang apply.
 const maxDepth = metapath.MaxPathBytes/2 + 1
@@ -85,6 +98,9 @@ func (t *tx) commit(rid string, c *commitCmd) (*result, error) {
 	for i := range c.Ops {
 		op := &c.Ops[i]
 		n, oe, err := cs.apply(op)
+		if errors.Is(err, errTooManyChanges) {
+			oe, err = &OpError{Code: CodeInvalidArgument, Message: fmt.Sprintf("the commit changes more than %d nodes", MaxChangesPerCommit)}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -282,6 +298,9 @@ func (cs *commitState) save(n *Node, op OpKind, oldPath string, from uint64) err
 	}
 	ch, ok := cs.byID[n.ID]
 	if !ok {
+		if len(cs.changes) >= MaxChangesPerCommit {
+			return errTooManyChanges
+		}
 		ch = &Change{NodeID: n.ID, OldPath: oldPath}
 		cs.byID[n.ID] = ch
 		cs.changes = append(cs.changes, ch)
@@ -345,6 +364,9 @@ func validContent(op *Op) *OpError {
 	}
 	if op.Mode&^0o7777 != 0 {
 		return bad(fmt.Sprintf("mode %o has bits beyond 07777", op.Mode))
+	}
+	if len(op.Blocks) > MaxBlocksPerFile {
+		return bad(fmt.Sprintf("%d blocks, at most %d", len(op.Blocks), MaxBlocksPerFile))
 	}
 	var sum int64
 	for i, b := range op.Blocks {
@@ -491,6 +513,9 @@ func (cs *commitState) delete(op *Op) (*Node, *OpError, error) {
 		return nil, oe, nil
 	}
 	if err := cs.tombstone(n); err != nil {
+		if errors.Is(err, errTooManyChanges) {
+			return nil, &OpError{Code: CodeInvalidArgument, Message: fmt.Sprintf("the folder holds more than %d nodes: delete its subfolders first", MaxChangesPerCommit)}, nil
+		}
 		return nil, nil, err
 	}
 	return n, nil, nil

@@ -32,6 +32,7 @@ type FSM struct {
 	failed  atomic.Pointer[error]
 	onFail  func(error)
 
+	restoreMu      sync.RWMutex // held exclusively while Restore rewrites the group
 	mu             sync.Mutex
 	waiters        map[uint64]chan struct{} // namespace -> closed on its next commit
 	appliedWaiters chan struct{}            // closed when the applied index moves
@@ -110,7 +111,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	touched := make(map[uint64]struct{})
 	for i, l := range logs {
 		if err := f.Err(); err != nil {
-			out[i] = &result{Err: opErr(CodeInternal, "", "state machine stopped: "+err.Error())}
+			// Committed, but not applied here: it will be on the other
+			// replicas, and on this one after a restart. Not a refusal.
+			out[i] = &result{Err: opErr(CodeUnknownOutcome, "", "state machine stopped: "+err.Error())}
 			continue
 		}
 		if l.Index <= f.applied.Load() {
@@ -129,7 +132,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		if err != nil {
 			f.fail(err)
-			out[i] = &result{Err: opErr(CodeInternal, "", err.Error())}
+			out[i] = &result{Err: opErr(CodeUnknownOutcome, "", err.Error())}
 			continue
 		}
 		f.applied.Store(l.Index)
@@ -321,19 +324,37 @@ func (f *FSM) appliedChanged() <-chan struct{} {
 // FSM goroutine, so the Pebble snapshot it takes is exactly the state at the
 // applied index; Persist streams it later, concurrently with new applies.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	// A stopped FSM lags the entries Raft believes applied: a snapshot now
+	// would be labelled with an index its state does not reach.
+	if err := f.Err(); err != nil {
+		return nil, fmt.Errorf("state machine stopped: %w", err)
+	}
 	// The applies so far were committed without fsync. Raft may compact its
 	// log once this snapshot is stored, so make them durable first.
 	if err := f.db.LogData(nil, pebble.Sync); err != nil {
 		return nil, fmt.Errorf("sync state before snapshot: %w", err)
 	}
-	return &fsmSnapshot{snap: f.db.NewSnapshot(), k: f.k}, nil
+	return &fsmSnapshot{snap: f.newSnapshot(), k: f.k}, nil
+}
+
+// newSnapshot returns a Pebble snapshot, waiting while a restore rewrites
+// the group, so no reader sees a half-restored state.
+func (f *FSM) newSnapshot() *pebble.Snapshot {
+	f.restoreMu.RLock()
+	defer f.restoreMu.RUnlock()
+	return f.db.NewSnapshot()
 }
 
 // Restore replaces the group's state with a snapshot's (raft.FSM).
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.restoreMu.Lock()
 	idx, err := restoreSnapshot(f.db, f.k, rc)
+	f.restoreMu.Unlock()
 	if err != nil {
+		// The group's keys are gone or half written, and the marker says
+		// so on disk: stop here; the next start restores again.
+		f.fail(fmt.Errorf("snapshot restore: %w", err))
 		return err
 	}
 	f.applied.Store(idx)
@@ -344,7 +365,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // StateHash returns a SHA-256 over every key and value of the group, for
 // comparing replicas: two replicas at the same applied index must agree.
 func (f *FSM) StateHash() (Sum, uint64, error) {
-	snap := f.db.NewSnapshot()
+	snap := f.newSnapshot()
 	defer snap.Close()
 	return stateHash(pebbleReader{snap}, f.k)
 }

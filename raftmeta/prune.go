@@ -45,31 +45,24 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 			if err := json.Unmarshal(v, &n); err != nil {
 				return false, fmt.Errorf("%w: node: %v", ErrCorruptStore, err)
 			}
-			kept := 0
-			var cut []byte // the newest revision key to delete, with all below it
+			// Each revision is judged by its own time: leaders' clocks
+			// differ, so revision numbers are not strictly in time order.
+			newest := 0
 			lo := t.k.revs(n.Namespace, n.ID)
 			err := t.scan(lo, prefixEnd(lo), true, func(rk, rv []byte) (bool, error) {
-				if cut != nil {
-					res.Revisions++
-					return true, nil
-				}
+				newest++
 				var r Revision
 				if err := json.Unmarshal(rv, &r); err != nil {
 					return false, fmt.Errorf("%w: revision: %v", ErrCorruptStore, err)
 				}
-				if r.Rev == n.Rev || kept < c.KeepLast || r.Time >= cutoff {
-					kept++
+				if r.Rev == n.Rev || newest <= c.KeepLast || r.Time >= cutoff {
 					return true, nil
 				}
-				// Revisions are numbered in time order: this one and every
-				// older one are past the cutoff and beyond KeepLast.
-				cut = append(append([]byte(nil), rk...), 0)
+				k := append([]byte(nil), rk...)
+				dels = append(dels, del{lo: k}) // a point delete
 				res.Revisions++
 				return true, nil
 			})
-			if cut != nil {
-				dels = append(dels, del{lo, cut})
-			}
 			return err == nil, err
 		})
 		if err != nil {
@@ -127,8 +120,12 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 		res.Next = stop
 	}
 	for _, d := range dels {
-		if err := t.delRange(d.lo, d.hi); err != nil {
-			return nil, err
+		del := t.delRange(d.lo, d.hi)
+		if d.hi == nil {
+			del = t.del(d.lo)
+		}
+		if del != nil {
+			return nil, del
 		}
 	}
 	for _, ns := range nsUpdates {

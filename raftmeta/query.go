@@ -315,9 +315,18 @@ func (v *view) history(nsID uint64, t Target, o HistoryOptions) ([]Revision, err
 }
 
 func (v *view) changes(nsID, cursor uint64, limit int) (*ChangesPage, error) {
+	return v.changesAt(nsID, cursor, limit, false)
+}
+
+// changesAt is changes; on a stale read a cursor ahead of this replica's
+// head (taken from a replica further ahead) is "nothing yet", not expired.
+func (v *view) changesAt(nsID, cursor uint64, limit int, stale bool) (*ChangesPage, error) {
 	ns, err := v.liveNamespace(nsID)
 	if err != nil {
 		return nil, err
+	}
+	if cursor > ns.Head && stale {
+		return &ChangesPage{Records: []JournalRecord{}, Cursor: cursor, Head: ns.Head}, nil
 	}
 	if cursor > ns.Head {
 		return nil, opErr(CodeCursorExpired, "", fmt.Sprintf("cursor %d is ahead of the journal (head %d)", cursor, ns.Head))

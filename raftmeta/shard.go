@@ -129,8 +129,10 @@ func checkStores(cfg Config, applied uint64) (restore bool, err error) {
 		return false, fmt.Errorf("%w: the state machine has applied index %d but the Raft log and snapshots end at %d: the log store is missing, emptied or from another node", ErrCorruptStore, applied, top)
 	case applied < snapFSM:
 		return true, nil // state older than the latest snapshot: restore it
-	case len(snaps) == 0 && first > applied+1:
-		return false, fmt.Errorf("%w: the Raft log starts at %d, the state machine is at %d and there is no snapshot to fill the gap: the snapshot store or the state is missing", ErrCorruptStore, first, applied)
+	case len(snaps) > 0 && snapIndex > 0 && snapFSM == 0:
+		return false, fmt.Errorf("%w: snapshot %s at index %d holds no applied state", ErrCorruptStore, snaps[0].ID, snapIndex)
+	case last > 0 && first > max(applied, snapIndex)+1:
+		return false, fmt.Errorf("%w: the Raft log starts at %d, but the state machine is at %d and the newest snapshot at %d: the entries between are missing (snapshot store or state lost)", ErrCorruptStore, first, applied, snapIndex)
 	}
 	return false, nil
 }
@@ -365,7 +367,7 @@ func (s *Shard) read(ctx context.Context, o ReadOptions, fn func(v *view) error)
 	if err := s.fsm.Err(); err != nil {
 		return fmt.Errorf("%w: %v", ErrCorruptStore, err)
 	}
-	snap := s.fsm.db.NewSnapshot()
+	snap := s.fsm.newSnapshot()
 	defer snap.Close()
 	return fn(&view{r: pebbleReader{snap}, k: s.fsm.k})
 }

@@ -28,10 +28,11 @@ import (
 // same group on any node.
 var snapMagic = []byte("COFFERMETA1\n")
 
-// maxSnapshotValue bounds one value in a snapshot stream (the largest
-// records, journal records of big commits, are far below it), so a damaged
-// length cannot make a restore allocate without bound.
-const maxSnapshotValue = 64 << 20
+// maxSnapshotValue bounds one value in a snapshot stream, on both sides:
+// writeSnapshot refuses to write what restoreSnapshot would refuse to read.
+// The commit limits (MaxBlocksPerFile, MaxChangesPerCommit) keep records
+// far below it.
+const maxSnapshotValue = 1 << 30
 
 // restoreBatchBytes bounds one Pebble batch during a restore.
 const restoreBatchBytes = 4 << 20
@@ -61,6 +62,9 @@ func writeSnapshot(w io.Writer, r reader, k keys) error {
 	if err != nil {
 		return err
 	}
+	if applied == 0 {
+		return fmt.Errorf("%w: the group has no applied state to snapshot", errBadSnapshot)
+	}
 	bw.Write(snapMagic)
 	bw.Write(u64(applied))
 	var count uint64
@@ -70,6 +74,9 @@ func writeSnapshot(w io.Writer, r reader, k keys) error {
 	err = v.scan(lo, hi, false, func(key, val []byte) (bool, error) {
 		if bytes.Equal(key, skip) {
 			return true, nil
+		}
+		if len(val) > maxSnapshotValue {
+			return false, fmt.Errorf("%w: value of %q is %d bytes, over the %d limit", errBadSnapshot, key, len(val), maxSnapshotValue)
 		}
 		rel := key[len(k.prefix):]
 		bw.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(rel)))])

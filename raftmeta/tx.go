@@ -74,11 +74,17 @@ func (v *view) getU64(key []byte) (uint64, bool, error) {
 
 // scan calls fn for each key in [lo, hi) in order until fn returns false.
 // The slices passed to fn are valid only during the call.
-func (v *view) scan(lo, hi []byte, reverse bool, fn func(k, val []byte) (bool, error)) error {
+func (v *view) scan(lo, hi []byte, reverse bool, fn func(k, val []byte) (bool, error)) (err error) {
 	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return fmt.Errorf("%w: iter: %v", errStore, err)
 	}
+	defer func() {
+		// Always closed, also when fn panics.
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("%w: iter: %v", errStore, cerr)
+		}
+	}()
 	var ok bool
 	if reverse {
 		ok = it.Last()
@@ -88,20 +94,15 @@ func (v *view) scan(lo, hi []byte, reverse bool, fn func(k, val []byte) (bool, e
 	for ; ok; ok = step(it, reverse) {
 		val, err := it.ValueAndErr()
 		if err != nil {
-			it.Close()
 			return fmt.Errorf("%w: iter value: %v", errStore, err)
 		}
 		more, err := fn(it.Key(), val)
 		if err != nil {
-			it.Close()
 			return err
 		}
 		if !more {
 			break
 		}
-	}
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("%w: iter: %v", errStore, err)
 	}
 	return nil
 }
