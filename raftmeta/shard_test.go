@@ -457,7 +457,16 @@ func TestShardCorruptOrMissingStores(t *testing.T) {
 		damage   func(t *testing.T, c *metatest.Cluster)
 		wantErr  bool
 	}{
-		{"raft log garbled", false, func(t *testing.T, c *metatest.Cluster) { garble(t, dir(c, "raft", "raft.db"), 0) }, true},
+		{"raft log data pages garbled", false, func(t *testing.T, c *metatest.Cluster) {
+			path := dir(c, "raft", "raft.db")
+			st, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for off := int64(8192); off < st.Size(); off += 4096 { // every page after the two meta pages
+				garble(t, path, off)
+			}
+		}, true},
 		{"raft log deleted", false, func(t *testing.T, c *metatest.Cluster) { os.Remove(dir(c, "raft", "raft.db")) }, true},
 		{"state manifest garbled", false, func(t *testing.T, c *metatest.Cluster) { garble(t, findManifest(t, dir(c, "state")), 0) }, true},
 		{"state deleted, log complete: rebuilt from the log", false, func(t *testing.T, c *metatest.Cluster) { os.RemoveAll(dir(c, "state")) }, false},

@@ -305,53 +305,22 @@ func (c *Cluster) LeaderShard(timeout time.Duration) (*raftmeta.Shard, error) {
 	return s, nil
 }
 
-// WaitConverged waits until every running replica has applied the same
-// index as the leader's commit index, then compares their state hashes. It
-// returns the common hash, or an error naming the replicas that differ.
+// WaitConverged waits until every running replica has applied exactly what
+// the leader has, then compares their state hashes. It returns the common
+// hash, or an error naming the difference. Call it when no commits are in
+// flight.
+//
+// Raft's own AppliedIndex moves when entries are handed to the state
+// machine, not when it has applied them, so it cannot tell that a replica
+// is done: a Raft barrier on the leader does (it completes once the
+// leader's state machine has applied everything before it), and the other
+// replicas are done when their state machine's applied index equals the
+// leader's.
 func (c *Cluster) WaitConverged(ctx context.Context) (raftmeta.Sum, error) {
 	for {
-		l := c.Leader()
-		if l >= 0 {
-			c.mu.Lock()
-			var shards []*raftmeta.Shard
-			for _, r := range c.replicas {
-				if r.Shard != nil {
-					shards = append(shards, r.Shard)
-				}
-			}
-			c.mu.Unlock()
-			target := c.Shard(l)
-			if target != nil {
-				commit := target.Raft().CommitIndex()
-				ok := true
-				for _, s := range shards {
-					if s.Raft().AppliedIndex() < commit || s.FSM().AppliedIndex() > commit {
-						ok = false
-					}
-				}
-				if ok {
-					hashes := make([]raftmeta.Sum, len(shards))
-					idx := make([]uint64, len(shards))
-					same := true
-					for k, s := range shards {
-						var err error
-						if hashes[k], idx[k], err = s.StateHash(); err != nil {
-							return raftmeta.Sum{}, err
-						}
-						if idx[k] != idx[0] {
-							same = false // an apply landed between hashes: retry
-						}
-					}
-					if same {
-						for k := range hashes {
-							if hashes[k] != hashes[0] {
-								return raftmeta.Sum{}, fmt.Errorf("replica states differ at applied index %d: %v", idx[0], hashes)
-							}
-						}
-						return hashes[0], nil
-					}
-				}
-			}
+		sum, done, err := c.tryConverged(ctx)
+		if done || err != nil {
+			return sum, err
 		}
 		select {
 		case <-ctx.Done():
@@ -359,6 +328,51 @@ func (c *Cluster) WaitConverged(ctx context.Context) (raftmeta.Sum, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+func (c *Cluster) tryConverged(ctx context.Context) (raftmeta.Sum, bool, error) {
+	l := c.Leader()
+	if l < 0 {
+		return raftmeta.Sum{}, false, nil
+	}
+	leader := c.Shard(l)
+	if leader == nil || leader.Raft().Barrier(5*time.Second).Error() != nil {
+		return raftmeta.Sum{}, false, nil
+	}
+	target := leader.FSM().AppliedIndex()
+	c.mu.Lock()
+	var shards []*raftmeta.Shard
+	for _, r := range c.replicas {
+		if r.Shard != nil {
+			shards = append(shards, r.Shard)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range shards {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.WaitApplied(wctx, target)
+		cancel()
+		if err != nil {
+			return raftmeta.Sum{}, false, nil
+		}
+	}
+	hashes := make([]raftmeta.Sum, len(shards))
+	for k, s := range shards {
+		h, idx, err := s.StateHash()
+		if err != nil {
+			return raftmeta.Sum{}, false, nil // stopped meanwhile: try again
+		}
+		if idx != target {
+			return raftmeta.Sum{}, false, nil // more was committed: try again
+		}
+		hashes[k] = h
+	}
+	for k := range hashes {
+		if hashes[k] != hashes[0] {
+			return raftmeta.Sum{}, true, fmt.Errorf("replica states differ at applied index %d: %v", target, hashes)
+		}
+	}
+	return hashes[0], true, nil
 }
 
 // Close stops every replica.
