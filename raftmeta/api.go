@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coffer-dev/coffer/raftmeta/metapath"
-	"unicode/utf8"
 )
 
 // CreateUserRequest creates a user and their namespace.
@@ -41,12 +41,19 @@ func (s *Shard) CreateUser(ctx context.Context, r CreateUserRequest) (*User, err
 	return res.User, nil
 }
 
-// SetPassword replaces a user's password.
-func (s *Shard) SetPassword(ctx context.Context, requestID, name, password string) error {
+// checkUserCommand validates what a user command carries before it is
+// proposed.
+func checkUserCommand(requestID, name string) error {
 	if err := checkRequestID(requestID); err != nil {
 		return err
 	}
-	if _, err := CleanUserName(name); err != nil {
+	_, err := CleanUserName(name)
+	return err
+}
+
+// SetPassword replaces a user's password.
+func (s *Shard) SetPassword(ctx context.Context, requestID, name, password string) error {
+	if err := checkUserCommand(requestID, name); err != nil {
 		return err
 	}
 	hash, err := HashPassword(password, s.cfg.Password)
@@ -60,10 +67,7 @@ func (s *Shard) SetPassword(ctx context.Context, requestID, name, password strin
 // SetQuota sets a user's quota in bytes (0: unlimited). Usage already above
 // a lowered quota stays; commits that would add bytes are refused.
 func (s *Shard) SetQuota(ctx context.Context, requestID, name string, quota int64) error {
-	if err := checkRequestID(requestID); err != nil {
-		return err
-	}
-	if _, err := CleanUserName(name); err != nil {
+	if err := checkUserCommand(requestID, name); err != nil {
 		return err
 	}
 	_, err := s.propose(ctx, &command{Type: cmdSetQuota, RequestID: requestID, SetQuota: &setQuotaCmd{Name: name, Quota: quota}})
@@ -73,10 +77,7 @@ func (s *Shard) SetQuota(ctx context.Context, requestID, name string, quota int6
 // DeleteUser deletes a user: the name is free at once, the namespace is
 // marked deleted and its records are left for a later garbage collection.
 func (s *Shard) DeleteUser(ctx context.Context, requestID, name string) error {
-	if err := checkRequestID(requestID); err != nil {
-		return err
-	}
-	if _, err := CleanUserName(name); err != nil {
+	if err := checkUserCommand(requestID, name); err != nil {
 		return err
 	}
 	_, err := s.propose(ctx, &command{Type: cmdDeleteUser, RequestID: requestID, DeleteUser: &userNameCmd{Name: name}})

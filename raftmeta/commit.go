@@ -56,18 +56,7 @@ func (cs *commitState) node(id uint64) (*Node, error) {
 
 // child returns the node linked at (parent, fold), or nil.
 func (cs *commitState) child(parent uint64, fold string) (*Node, error) {
-	id, ok, err := cs.t.getU64(cs.t.k.child(cs.ns.ID, parent, fold))
-	if err != nil || !ok {
-		return nil, err
-	}
-	n, err := cs.node(id)
-	if err != nil {
-		return nil, err
-	}
-	if n == nil {
-		return nil, fmt.Errorf("%w: tree entry names missing node %d", ErrCorruptStore, id)
-	}
-	return n, nil
+	return cs.t.childWith(cs.ns.ID, parent, fold, cs.node)
 }
 
 // commit applies a batch of ops all-or-nothing and appends one journal
@@ -99,7 +88,7 @@ func (t *tx) commit(rid string, c *commitCmd) (*result, error) {
 		op := &c.Ops[i]
 		n, oe, err := cs.apply(op)
 		if errors.Is(err, errTooManyChanges) {
-			oe, err = &OpError{Code: CodeInvalidArgument, Message: fmt.Sprintf("the commit changes more than %d nodes", MaxChangesPerCommit)}, nil
+			oe, err = &OpError{Code: CodeInvalidArgument, Message: fmt.Sprintf("the commit changes more than %d nodes (a folder delete changes every node below it: delete its subfolders first)", MaxChangesPerCommit)}, nil
 		}
 		if err != nil {
 			return nil, err
@@ -513,9 +502,6 @@ func (cs *commitState) delete(op *Op) (*Node, *OpError, error) {
 		return nil, oe, nil
 	}
 	if err := cs.tombstone(n); err != nil {
-		if errors.Is(err, errTooManyChanges) {
-			return nil, &OpError{Code: CodeInvalidArgument, Message: fmt.Sprintf("the folder holds more than %d nodes: delete its subfolders first", MaxChangesPerCommit)}, nil
-		}
 		return nil, nil, err
 	}
 	return n, nil, nil

@@ -29,7 +29,8 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 	}
 	visited := 0
 	type del struct{ lo, hi []byte }
-	var dels []del
+	var dels []del      // key ranges: trimmed journal records
+	var points [][]byte // single keys: pruned revisions
 	var nsUpdates []*Namespace
 
 	if phase == tagNode {
@@ -58,8 +59,7 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 				if r.Rev == n.Rev || newest <= c.KeepLast || r.Time >= cutoff {
 					return true, nil
 				}
-				k := append([]byte(nil), rk...)
-				dels = append(dels, del{lo: k}) // a point delete
+				points = append(points, append([]byte(nil), rk...))
 				res.Revisions++
 				return true, nil
 			})
@@ -119,13 +119,14 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 		}
 		res.Next = stop
 	}
-	for _, d := range dels {
-		del := t.delRange(d.lo, d.hi)
-		if d.hi == nil {
-			del = t.del(d.lo)
+	for _, k := range points {
+		if err := t.del(k); err != nil {
+			return nil, err
 		}
-		if del != nil {
-			return nil, del
+	}
+	for _, d := range dels {
+		if err := t.delRange(d.lo, d.hi); err != nil {
+			return nil, err
 		}
 	}
 	for _, ns := range nsUpdates {

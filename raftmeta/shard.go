@@ -359,17 +359,25 @@ func (s *Shard) read(ctx context.Context, o ReadOptions, fn func(v *view) error)
 			return err
 		}
 	}
+	return s.withDB(func() error {
+		if err := s.fsm.Err(); err != nil {
+			return fmt.Errorf("%w: %v", ErrCorruptStore, err)
+		}
+		snap := s.fsm.newSnapshot()
+		defer snap.Close()
+		return fn(&view{r: pebbleReader{snap}, k: s.fsm.k})
+	})
+}
+
+// withDB runs fn, which reads the DB, unless the shard is closed; Close
+// waits for it, so the caller may close the DB once Close returns.
+func (s *Shard) withDB(fn func() error) error {
 	s.inflight.RLock()
 	defer s.inflight.RUnlock()
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	if err := s.fsm.Err(); err != nil {
-		return fmt.Errorf("%w: %v", ErrCorruptStore, err)
-	}
-	snap := s.fsm.newSnapshot()
-	defer snap.Close()
-	return fn(&view{r: pebbleReader{snap}, k: s.fsm.k})
+	return fn()
 }
 
 // pruneLoop applies the retention policy on the leader every PruneInterval.
@@ -425,13 +433,12 @@ func (s *Shard) Prune(ctx context.Context) (*PruneResult, error) {
 
 // StateHash returns a hash of the replica's whole state and the applied
 // index it was taken at.
-func (s *Shard) StateHash() (Sum, uint64, error) {
-	s.inflight.RLock()
-	defer s.inflight.RUnlock()
-	if s.closed.Load() {
-		return Sum{}, 0, ErrClosed
-	}
-	return s.fsm.StateHash()
+func (s *Shard) StateHash() (sum Sum, applied uint64, err error) {
+	err = s.withDB(func() error {
+		sum, applied, err = s.fsm.StateHash()
+		return err
+	})
+	return sum, applied, err
 }
 
 // Snapshot asks Raft to take a snapshot now (and compact its log).

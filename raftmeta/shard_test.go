@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,6 +76,16 @@ func createUser(t *testing.T, c *metatest.Cluster, name string) *raftmeta.User {
 	}
 	t.Fatalf("create user %s: no outcome", name)
 	return nil
+}
+
+// mustLeader waits for the group's leader and returns its shard.
+func mustLeader(t *testing.T, c *metatest.Cluster) *raftmeta.Shard {
+	t.Helper()
+	s, err := c.LeaderShard(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func converge(t *testing.T, c *metatest.Cluster) raftmeta.Sum {
@@ -385,10 +396,7 @@ func TestShardLinearizableReadAfterFailover(t *testing.T) {
 func TestShardWaitChanges(t *testing.T) {
 	c := metatest.New(t, metatest.Options{})
 	u := createUser(t, c, "gina")
-	s, err := c.LeaderShard(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustLeader(t, c)
 	ctx := context.Background()
 	p, err := s.WaitChanges(ctx, u.Namespace, 0, 10, 30*time.Millisecond, raftmeta.ReadOptions{})
 	if err != nil || len(p.Records) != 0 || p.Cursor != 0 {
@@ -520,19 +528,10 @@ func TestShardConfigValidateReportsEverything(t *testing.T) {
 		t.Fatalf("Validate: %v", err)
 	}
 	for _, want := range []string{"LocalID", "DB", "Transport", "LogStore", "MaxAppendEntries", "KeepLast", "ElectionTimeout"} {
-		if !containsStr(err.Error(), want) {
+		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate error lacks %q: %v", want, err)
 		}
 	}
-}
-
-func containsStr(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 // TestShardConcurrentReadsShareLeadershipCheck fires many linearizable
@@ -543,10 +542,7 @@ func TestShardConcurrentReadsShareLeadershipCheck(t *testing.T) {
 	if _, _, err := commitRetry(t, c, raftmeta.CommitRequest{RequestID: "a", Namespace: u.Namespace, Ops: []raftmeta.Op{putOp("/a", "a")}}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.LeaderShard(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustLeader(t, c)
 	const reads = 200
 	before := s.LeadershipChecks()
 	start := make(chan struct{})
@@ -580,10 +576,7 @@ func TestShardConcurrentReadsShareLeadershipCheck(t *testing.T) {
 func TestShardRefusesBadInput(t *testing.T) {
 	c := metatest.New(t, metatest.Options{})
 	u := createUser(t, c, "judy")
-	s, err := c.LeaderShard(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustLeader(t, c)
 	ctx := context.Background()
 	before := s.FSM().AppliedIndex()
 	cases := []struct {

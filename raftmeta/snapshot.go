@@ -67,30 +67,11 @@ func writeSnapshot(w io.Writer, r reader, k keys) error {
 	}
 	bw.Write(snapMagic)
 	bw.Write(u64(applied))
-	var count uint64
-	var tmp [binary.MaxVarintLen64]byte
-	lo, hi := k.groupBounds()
-	skip := k.restoring()
-	err = v.scan(lo, hi, false, func(key, val []byte) (bool, error) {
-		if bytes.Equal(key, skip) {
-			return true, nil
-		}
-		if len(val) > maxSnapshotValue {
-			return false, fmt.Errorf("%w: value of %q is %d bytes, over the %d limit", errBadSnapshot, key, len(val), maxSnapshotValue)
-		}
-		rel := key[len(k.prefix):]
-		bw.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(rel)))])
-		bw.Write(rel)
-		bw.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(val)))])
-		if _, err := bw.Write(val); err != nil {
-			return false, fmt.Errorf("write snapshot: %w", err)
-		}
-		count++
-		return true, nil
-	})
+	count, err := writeRecords(bw, v, k)
 	if err != nil {
 		return err
 	}
+	var tmp [binary.MaxVarintLen64]byte
 	bw.Write(tmp[:binary.PutUvarint(tmp[:], 0)])
 	bw.Write(u64(count))
 	if err := bw.Flush(); err != nil {
@@ -220,6 +201,33 @@ func restoreSnapshot(db *pebble.DB, k keys, src io.Reader) (uint64, error) {
 	return applied, nil
 }
 
+// writeRecords writes every key (relative to the group prefix) and value of
+// the group but the restore marker, in key order, each length-framed: the
+// body of a snapshot stream, and what a state hash covers.
+func writeRecords(w io.Writer, v *view, k keys) (count uint64, err error) {
+	var tmp [binary.MaxVarintLen64]byte
+	lo, hi := k.groupBounds()
+	skip := k.restoring()
+	err = v.scan(lo, hi, false, func(key, val []byte) (bool, error) {
+		if bytes.Equal(key, skip) {
+			return true, nil
+		}
+		if len(val) > maxSnapshotValue {
+			return false, fmt.Errorf("%w: value of %q is %d bytes, over the %d limit", errBadSnapshot, key, len(val), maxSnapshotValue)
+		}
+		rel := key[len(k.prefix):]
+		w.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(rel)))])
+		w.Write(rel)
+		w.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(val)))])
+		if _, err := w.Write(val); err != nil {
+			return false, fmt.Errorf("write snapshot: %w", err)
+		}
+		count++
+		return true, nil
+	})
+	return count, err
+}
+
 // stateHash hashes every key and value of a group (but the restore marker).
 func stateHash(r reader, k keys) (Sum, uint64, error) {
 	h := sha256.New()
@@ -228,20 +236,7 @@ func stateHash(r reader, k keys) (Sum, uint64, error) {
 	if err != nil {
 		return Sum{}, 0, err
 	}
-	var tmp [binary.MaxVarintLen64]byte
-	lo, hi := k.groupBounds()
-	skip := k.restoring()
-	err = v.scan(lo, hi, false, func(key, val []byte) (bool, error) {
-		if bytes.Equal(key, skip) {
-			return true, nil
-		}
-		rel := key[len(k.prefix):]
-		h.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(rel)))])
-		h.Write(rel)
-		h.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(val)))])
-		h.Write(val)
-		return true, nil
-	})
+	_, err = writeRecords(h, v, k)
 	var s Sum
 	copy(s[:], h.Sum(nil))
 	return s, applied, err

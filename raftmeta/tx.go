@@ -157,11 +157,16 @@ func (v *view) node(ns, id uint64) (*Node, error) {
 
 // child returns the node linked at (parent, fold) in the tree, or nil.
 func (v *view) child(ns, parent uint64, fold string) (*Node, error) {
+	return v.childWith(ns, parent, fold, func(id uint64) (*Node, error) { return v.node(ns, id) })
+}
+
+// childWith is child, loading the node through node (a commit's cache).
+func (v *view) childWith(ns, parent uint64, fold string, node func(uint64) (*Node, error)) (*Node, error) {
 	id, ok, err := v.getU64(v.k.child(ns, parent, fold))
 	if err != nil || !ok {
 		return nil, err
 	}
-	n, err := v.node(ns, id)
+	n, err := node(id)
 	if err != nil {
 		return nil, err
 	}
