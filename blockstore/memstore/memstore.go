@@ -5,6 +5,7 @@ package memstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -27,6 +28,7 @@ type Config struct {
 
 type block struct {
 	data     []byte
+	size     int64 // len(data) when stored; Corrupt may change data's length
 	storedAt time.Time
 }
 
@@ -82,7 +84,7 @@ func (s *Store) Put(ctx context.Context, ref blockstore.Ref, data []byte) error 
 		s.stats.Dedups++
 		return nil
 	}
-	s.blocks[ref] = &block{data: slices.Clone(data), storedAt: now}
+	s.blocks[ref] = &block{data: slices.Clone(data), size: int64(len(data)), storedAt: now}
 	s.stats.Blocks++
 	s.stats.Bytes += int64(len(data))
 	s.stats.DiskBytes += int64(len(data))
@@ -124,8 +126,8 @@ func (s *Store) dropCorrupt(ref blockstore.Ref, b *block) {
 	if cur, ok := s.blocks[ref]; ok && cur == b {
 		delete(s.blocks, ref)
 		s.stats.Blocks--
-		s.stats.Bytes -= int64(len(b.data))
-		s.stats.DiskBytes -= int64(len(b.data))
+		s.stats.Bytes -= b.size
+		s.stats.DiskBytes -= b.size
 	}
 	s.stats.Corrupt++
 	s.mu.Unlock()
@@ -161,8 +163,8 @@ func (s *Store) Delete(ctx context.Context, ref blockstore.Ref, storedBefore tim
 	}
 	delete(s.blocks, ref)
 	s.stats.Blocks--
-	s.stats.Bytes -= int64(len(b.data))
-	s.stats.DiskBytes -= int64(len(b.data))
+	s.stats.Bytes -= b.size
+	s.stats.DiskBytes -= b.size
 	s.stats.Deletes++
 	return true, nil
 }
@@ -180,7 +182,7 @@ func (s *Store) Enumerate(ctx context.Context, from blockstore.Ref, fn func(bloc
 	infos := make([]blockstore.BlockInfo, 0, len(s.blocks))
 	for r, b := range s.blocks {
 		if slices.Compare(r[:], from[:]) >= 0 {
-			infos = append(infos, blockstore.BlockInfo{Ref: r, Size: int64(len(b.data)), StoredAt: b.storedAt})
+			infos = append(infos, blockstore.BlockInfo{Ref: r, Size: b.size, StoredAt: b.storedAt})
 		}
 	}
 	s.mu.RUnlock()
@@ -190,7 +192,7 @@ func (s *Store) Enumerate(ctx context.Context, from blockstore.Ref, fn func(bloc
 			return err
 		}
 		if err := fn(info); err != nil {
-			if err == blockstore.ErrStop {
+			if errors.Is(err, blockstore.ErrStop) {
 				return nil
 			}
 			return err
