@@ -195,4 +195,3 @@ func (s *Store) move(ctx context.Context, id uint32, off int64, ref blockstore.R
 	}
 	return err
 }
-
