@@ -29,8 +29,9 @@ lint: fmt-check vet
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m $(PKGS)
 
-## generate: regenerate generated code (protobuf comes with the blockstore issue)
+## generate: regenerate generated code (protobuf stubs; installs Debian's protoc if missing)
 generate:
+	@command -v protoc >/dev/null 2>&1 || { apt-get update && apt-get install -y protobuf-compiler; }
 	$(GO) generate $(PKGS)
 
 build:
