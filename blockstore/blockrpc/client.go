@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/coffer-dev/coffer/blockstore"
@@ -106,6 +107,12 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithInitialWindowSize(WindowSize),
 		grpc.WithInitialConnWindowSize(ConnWindowSize),
+		// A block node that restarts should be used again within seconds,
+		// not after gRPC's default backoff (up to 2 minutes).
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: MaxReconnectBackoff},
+			MinConnectTimeout: 5 * time.Second,
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("%w: blockrpc: dial %s: %w", blockstore.ErrInvalidConfig, addr, err)
@@ -120,6 +127,10 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	c.log.Debug("dialled", "addr", addr)
 	return c, nil
 }
+
+// MaxReconnectBackoff caps the wait between reconnection attempts of a
+// dialled client, so a restarted block node is reached again quickly.
+const MaxReconnectBackoff = 2 * time.Second
 
 // Close marks the client closed, waits for calls in flight to finish and,
 // if Dial made the connection, closes it. Calls after Close fail with

@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"golang.org/x/sys/unix"
 
 	"github.com/coffer-dev/coffer/blockstore"
+	"github.com/coffer-dev/coffer/internal/diskref"
 )
 
 var discard = slog.New(slog.DiscardHandler)
@@ -54,99 +54,13 @@ func genBlocks(b *testing.B, size, n int) (fill func(buf []byte, i int), refs []
 	return fill, refs
 }
 
-func dropCache(b *testing.B, paths ...string) {
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
-			b.Fatal(err)
-		}
-		f.Close()
-	}
-}
-
 // BenchmarkRawDisk is the reference: plain sequential file I/O on the disk
 // the store's benchmarks use (b.TempDir()).
 func BenchmarkRawDisk(b *testing.B) {
 	for _, size := range benchSizes {
-		buf := make([]byte, size)
-		for i := range buf {
-			buf[i] = byte(i)
-		}
-		// One block-sized write then fdatasync: the durability each Put has.
-		b.Run("WriteFsyncEach/"+sizeName(size), func(b *testing.B) {
-			f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer f.Close()
-			b.SetBytes(int64(size))
-			for i := 0; b.Loop(); i++ {
-				if _, err := f.WriteAt(buf, int64(i)*int64(size)); err != nil {
-					b.Fatal(err)
-				}
-				if err := unix.Fdatasync(int(f.Fd())); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		// Streaming: fdatasync every 64 MiB, the disk's best write rate.
-		b.Run("WriteStream/"+sizeName(size), func(b *testing.B) {
-			f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer f.Close()
-			b.SetBytes(int64(size))
-			every := max(1, (64<<20)/size)
-			for i := 0; b.Loop(); i++ {
-				if _, err := f.WriteAt(buf, int64(i)*int64(size)); err != nil {
-					b.Fatal(err)
-				}
-				if i%every == every-1 {
-					if err := unix.Fdatasync(int(f.Fd())); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			if err := unix.Fdatasync(int(f.Fd())); err != nil {
-				b.Fatal(err)
-			}
-		})
-		b.Run("ReadCold/"+sizeName(size), func(b *testing.B) {
-			p := filepath.Join(b.TempDir(), "raw")
-			const fileBytes = 256 << 20
-			n := fileBytes / size
-			f, err := os.Create(p)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer f.Close()
-			for i := range n {
-				if _, err := f.WriteAt(buf, int64(i)*int64(size)); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := unix.Fdatasync(int(f.Fd())); err != nil {
-				b.Fatal(err)
-			}
-			dropCache(b, p)
-			rbuf := make([]byte, size)
-			b.SetBytes(int64(size))
-			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				if i%n == 0 && i > 0 {
-					b.StopTimer()
-					dropCache(b, p)
-					b.StartTimer()
-				}
-				if _, err := f.ReadAt(rbuf, int64(i%n)*int64(size)); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run("WriteFsyncEach/"+sizeName(size), func(b *testing.B) { diskref.WriteFsyncEach(b, size) })
+		b.Run("WriteStream/"+sizeName(size), func(b *testing.B) { diskref.WriteStream(b, size) })
+		b.Run("ReadCold/"+sizeName(size), func(b *testing.B) { diskref.ReadCold(b, size) })
 	}
 }
 
@@ -240,7 +154,7 @@ func BenchmarkStore(b *testing.B) {
 				segs, _ := filepath.Glob(filepath.Join(s.dir, "*.seg"))
 				drop := func() {
 					if cold {
-						dropCache(b, segs...)
+						diskref.DropCache(b, segs...)
 					}
 				}
 				drop()
@@ -277,7 +191,7 @@ func BenchmarkStore(b *testing.B) {
 				}
 				segs, _ := filepath.Glob(filepath.Join(s.dir, "*.seg"))
 				if cold {
-					dropCache(b, segs...)
+					diskref.DropCache(b, segs...)
 				}
 				// Each pass over the blocks reads them once; the cache is
 				// dropped only before the first pass (dropping it under
