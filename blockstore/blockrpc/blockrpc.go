@@ -18,10 +18,12 @@
 // at most MaxHasBatch refs per call (the Client splits larger batches) and
 // Enumerate streams batches of up to 1000 BlockInfos.
 //
-// The Client checks what it can before any RPC (a block above its
-// MaxBlockSize is ErrTooLarge, bytes that do not hash to the ref are
-// ErrHashMismatch) and verifies every block it receives against its ref: a
-// wrong answer from a server is ErrCorrupt, never data.
+// The Client refuses a block above its MaxBlockSize (ErrTooLarge) before
+// any RPC; it leaves the hash check of a Put to the server's store (which
+// verifies every block it is given; ErrHashMismatch comes back), so a
+// sender fanning one block out to R nodes hashes it once, not R times. It
+// verifies every block it receives against its ref: a wrong answer from a
+// server is ErrCorrupt, never data.
 //
 // # Errors
 //
