@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,38 +17,6 @@ import (
 )
 
 var ctx = context.Background()
-
-// pool dials block nodes once and reuses the clients: the replica.Dialer
-// the cluster package will provide.
-type pool struct {
-	mu      sync.Mutex
-	clients map[string]*blockrpc.Client
-}
-
-func (p *pool) Peer(ctx context.Context, n replica.Node) (replica.Peer, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.clients[n.Addr]; ok {
-		return c, nil
-	}
-	c, err := blockrpc.Dial(ctx, n.Addr, blockrpc.ClientConfig{})
-	if err != nil {
-		return nil, err
-	}
-	if p.clients == nil {
-		p.clients = make(map[string]*blockrpc.Client)
-	}
-	p.clients[n.Addr] = c
-	return c, nil
-}
-
-func (p *pool) Close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.clients {
-		_ = c.Close()
-	}
-}
 
 // node is one block node: a localstore, its gRPC server and its
 // replicator (repairer, scrubber, OnCorrupt repair).
@@ -71,7 +38,8 @@ type cluster struct {
 	t       testing.TB
 	nodes   []*node
 	members *replica.Static
-	dial    *pool
+	pool    *blockrpc.Pool
+	dial    replica.Dialer
 	gw      *replica.Replicator // a gateway: no local store
 	opts    options
 }
@@ -92,7 +60,14 @@ func newCluster(t testing.TB, o options) *cluster {
 	if o.maxBlock == 0 {
 		o.maxBlock = blockstore.DefaultMaxBlockSize
 	}
-	c := &cluster{t: t, members: replica.NewStatic(), dial: &pool{}, opts: o}
+	p, err := blockrpc.NewPool(blockrpc.ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, members: replica.NewStatic(), pool: p, opts: o}
+	c.dial = replica.DialerFunc(func(ctx context.Context, n replica.Node) (replica.Peer, error) {
+		return p.Client(ctx, n.Addr)
+	})
 	var all []replica.Node
 	for i := range o.nodes {
 		n := c.addNode(i)
@@ -105,7 +80,7 @@ func newCluster(t testing.TB, o options) *cluster {
 		for _, n := range c.nodes {
 			c.stop(n)
 		}
-		c.dial.Close()
+		_ = c.pool.Close()
 	})
 	return c
 }

@@ -51,6 +51,13 @@ type Dialer interface {
 	Peer(ctx context.Context, n Node) (Peer, error)
 }
 
+// DialerFunc adapts a function to a Dialer (for example a connection
+// pool's lookup by address).
+type DialerFunc func(ctx context.Context, n Node) (Peer, error)
+
+// Peer calls f.
+func (f DialerFunc) Peer(ctx context.Context, n Node) (Peer, error) { return f(ctx, n) }
+
 // Static is a Membership whose set changes only when Set is called. Each
 // call of Changes returns a new channel, so several readers can share it.
 type Static struct {
