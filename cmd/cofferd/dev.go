@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/coffer-dev/coffer/blockstore"
 	"github.com/coffer-dev/coffer/raftmeta"
 	"github.com/coffer-dev/coffer/raftmeta/hclogslog"
 	"github.com/hashicorp/go-hclog"
@@ -40,34 +41,58 @@ type devReplica struct {
 // devLayout is persisted in the data directory so a restart reuses the
 // replicas' addresses (they are part of the Raft configuration).
 type devLayout struct {
-	Addrs []string `json:"raft_addrs"`
+	Addrs      []string `json:"raft_addrs"`
+	BlockAddrs []string `json:"block_addrs"`
+}
+
+// freeAddrs returns n loopback addresses with ports free right now.
+func freeAddrs(n int) ([]string, error) {
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+	}
+	return addrs, nil
 }
 
 func loadLayout(dir string) (*devLayout, bool, error) {
 	path := filepath.Join(dir, "dev-layout.json")
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		l := &devLayout{}
-		for i := 0; i < 3; i++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return nil, false, err
-			}
-			l.Addrs = append(l.Addrs, ln.Addr().String())
-			ln.Close()
-		}
+	save := func(l *devLayout) error {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, false, err
+			return err
 		}
 		b, _ := json.MarshalIndent(l, "", "  ")
-		return l, true, os.WriteFile(path, b, 0o600)
+		return os.WriteFile(path, b, 0o600)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		l := &devLayout{}
+		if l.Addrs, err = freeAddrs(3); err != nil {
+			return nil, false, err
+		}
+		if l.BlockAddrs, err = freeAddrs(3); err != nil {
+			return nil, false, err
+		}
+		return l, true, save(l)
 	}
 	if err != nil {
 		return nil, false, err
 	}
 	l := &devLayout{}
-	if err := json.Unmarshal(b, l); err != nil || len(l.Addrs) != 3 {
+	if err := json.Unmarshal(b, l); err != nil || len(l.Addrs) != 3 || (len(l.BlockAddrs) != 0 && len(l.BlockAddrs) != 3) {
 		return nil, false, fmt.Errorf("%s is damaged: remove the data directory to start afresh", path)
+	}
+	if len(l.BlockAddrs) == 0 { // a data directory from before the block nodes
+		if l.BlockAddrs, err = freeAddrs(3); err != nil {
+			return nil, false, err
+		}
+		if err := save(l); err != nil {
+			return nil, false, err
+		}
 	}
 	return l, false, nil
 }
@@ -125,12 +150,18 @@ func runDev(ctx context.Context, c devConfig) error {
 			return err
 		}
 	}
+	blocks, err := startBlocks(ctx, c.Dir, layout.BlockAddrs, c.Log)
+	if err != nil {
+		return err
+	}
+	defer blocks.Close()
 	leader, err := waitLeader(ctx, reps)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("coffer dev: metadata group 1 with 3 replicas on %v; leader %s\n", layout.Addrs, leader.id)
-	if err := demo(ctx, c, leader.shard); err != nil {
+	fmt.Printf("coffer dev: 3 block nodes (gRPC) on %v; blocks written to W=2 of R=3\n", layout.BlockAddrs)
+	if err := demo(ctx, c, leader.shard, blocks); err != nil {
 		return err
 	}
 	if c.Exit {
@@ -162,7 +193,7 @@ func waitLeader(ctx context.Context, reps []*devReplica) (*devReplica, error) {
 
 // demo creates the admin user on first start, writes a revision of a file
 // and shows its history and the namespace's journal.
-func demo(ctx context.Context, c devConfig, s *raftmeta.Shard) error {
+func demo(ctx context.Context, c devConfig, s *raftmeta.Shard, blocks *devBlocks) error {
 	u, err := s.User(ctx, "admin", raftmeta.ReadOptions{})
 	if errors.Is(err, raftmeta.ErrNotFound) {
 		u, err = s.CreateUser(ctx, raftmeta.CreateUserRequest{RequestID: "dev-create-admin", Name: "admin", Password: c.AdminPassword, Admin: true})
@@ -176,6 +207,12 @@ func demo(ctx context.Context, c devConfig, s *raftmeta.Shard) error {
 	}
 	body := []byte(fmt.Sprintf("Welcome to Coffer. Written at %s.\n", time.Now().Format(time.RFC3339)))
 	sum := sha256.Sum256(body)
+	// Upload order: the content block first (durable on W nodes), then the
+	// metadata commit that names it.
+	ref := blockstore.Ref(sum)
+	if err := blocks.gw.Put(ctx, ref, body); err != nil {
+		return fmt.Errorf("store block: %w", err)
+	}
 	res, err := s.Commit(ctx, raftmeta.CommitRequest{
 		RequestID: fmt.Sprintf("dev-demo-%d", time.Now().UnixNano()),
 		Namespace: u.Namespace,
@@ -193,6 +230,14 @@ func demo(ctx context.Context, c devConfig, s *raftmeta.Shard) error {
 	for _, r := range revs {
 		fmt.Printf("  rev %-3d %-7s %4d bytes  sha256 %s  %s\n", r.Rev, r.Op, r.Size, r.Hash.String()[:16], time.Unix(0, r.Time).Format(time.RFC3339))
 	}
+	got, err := blocks.gw.Get(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("read block back: %w", err)
+	}
+	if sha256.Sum256(got) != sum {
+		return fmt.Errorf("block %s read back with the wrong hash", ref.Short())
+	}
+	fmt.Printf("coffer dev: content block %s read back and verified; held by %s\n", ref.Short(), blocks.holders(ctx, ref))
 	page, err := s.Changes(ctx, u.Namespace, 0, 1000, raftmeta.ReadOptions{})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 // Command cofferd is the Coffer server. Until the cluster issue lands it has
-// one mode, `cofferd dev`: a local three-replica metadata group in one
-// process, with a short demo of commits, history and the change journal.
+// one mode, `cofferd dev`: a local three-replica metadata group and three
+// block nodes in one process, with a short demo of an upload (block, then
+// commit), history and the change journal.
 package main
 
 import (
