@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/coffer-dev/coffer/internal/pebbleopen"
 	"github.com/coffer-dev/coffer/raftmeta/hclogslog"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -83,33 +83,14 @@ const pebbleCacheBytes = 64 << 20
 
 // OpenPebble opens (creating if needed) the Pebble instance that holds the
 // state of every group on a node. A corrupt store gives ErrCorruptStore.
-func OpenPebble(dir string, log *slog.Logger) (db *pebble.DB, err error) {
+func OpenPebble(dir string, log *slog.Logger) (*pebble.DB, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state store: %w", err)
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("%w: %s: %v", ErrCorruptStore, dir, r)
-		}
-	}()
-	cache := pebble.NewCache(pebbleCacheBytes)
-	defer cache.Unref()
-	opts := &pebble.Options{
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log.With("component", "pebble")},
-		Cache:              cache,
-	}
-	// Most point reads while applying are of keys that may not exist (a new
-	// request ID in the dedup window, a new file name): bloom filters on
-	// every level answer those without reading data blocks.
-	for i := range opts.Levels {
-		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-		opts.Levels[i].FilterType = pebble.TableFilter
-	}
-	db, err = pebble.Open(dir, opts)
+	db, err := pebbleopen.Open(dir, pebbleCacheBytes, log)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			return nil, fmt.Errorf("state store %s: %w", dir, err)
@@ -117,18 +98,4 @@ func OpenPebble(dir string, log *slog.Logger) (db *pebble.DB, err error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptStore, dir, err)
 	}
 	return db, nil
-}
-
-// pebbleLogger sends Pebble's logs to slog; Fatalf panics as Pebble expects,
-// and OpenPebble's recover turns that into an error.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...interface{}) {
-	p.l.Debug(fmt.Sprintf(format, args...))
-}
-func (p pebbleLogger) Errorf(format string, args ...interface{}) {
-	p.l.Error(fmt.Sprintf(format, args...))
-}
-func (p pebbleLogger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf(format, args...))
 }

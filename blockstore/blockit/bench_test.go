@@ -1,13 +1,11 @@
 package blockit
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 
-	"github.com/coffer-dev/coffer/blockstore"
+	"github.com/coffer-dev/coffer/blockstore/blocktest"
 	"github.com/coffer-dev/coffer/internal/diskref"
 )
 
@@ -26,18 +24,8 @@ func BenchmarkReplicatedPut(b *testing.B) {
 		for _, w := range []int{2, 3} {
 			b.Run(fmt.Sprintf("Put/R3W%d/%s", w, name), func(b *testing.B) {
 				c := newCluster(b, options{nodes: 3, R: 3, W: w})
-				base := make([]byte, size)
-				_, _ = rand.NewChaCha8([32]byte{2}).Read(base)
-				refs := make([]blockstore.Ref, b.N)
-				buf := make([]byte, size)
-				fill := func(buf []byte, i int) {
-					copy(buf, base)
-					binary.LittleEndian.PutUint64(buf, uint64(i)+1)
-				}
-				for i := range refs {
-					fill(buf, i)
-					refs[i] = blockstore.Sum(buf)
-				}
+				seq := blocktest.NewSeq(size, 3)
+				refs := seq.Refs(b.N)
 				var next atomic.Int64
 				b.SetBytes(int64(size))
 				b.SetParallelism(4)
@@ -46,7 +34,7 @@ func BenchmarkReplicatedPut(b *testing.B) {
 					buf := make([]byte, size)
 					for pb.Next() {
 						i := int(next.Add(1) - 1)
-						fill(buf, i)
+						seq.Fill(buf, i)
 						if err := c.gw.Put(ctx, refs[i], buf); err != nil {
 							b.Error(err)
 							return

@@ -2,6 +2,7 @@ package blocktest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"slices"
 
@@ -41,4 +42,35 @@ func nextRef(r blockstore.Ref) (blockstore.Ref, bool) {
 		}
 	}
 	return r, false
+}
+
+// Seq makes many distinct, incompressible blocks of one size cheaply, for
+// benchmarks: block i is a fixed random base with i+1 in its first 8
+// bytes, so a benchmark can rebuild any block into a reused buffer.
+type Seq struct {
+	base []byte
+}
+
+// NewSeq returns the sequence of size-byte blocks (size >= 8) for seed.
+func NewSeq(size int, seed byte) *Seq {
+	base := make([]byte, size)
+	_, _ = rand.NewChaCha8([32]byte{seed}).Read(base)
+	return &Seq{base: base}
+}
+
+// Fill writes block i into buf, which must be the sequence's size.
+func (s *Seq) Fill(buf []byte, i int) {
+	copy(buf, s.base)
+	binary.LittleEndian.PutUint64(buf, uint64(i)+1)
+}
+
+// Refs returns the refs of blocks 0..n-1.
+func (s *Seq) Refs(n int) []blockstore.Ref {
+	refs := make([]blockstore.Ref, n)
+	buf := make([]byte, len(s.base))
+	for i := range refs {
+		s.Fill(buf, i)
+		refs[i] = blockstore.Sum(buf)
+	}
+	return refs
 }

@@ -80,3 +80,20 @@ func TestSortedRefs(t *testing.T) {
 		t.Fatal("sortedRefs sorted its argument in place")
 	}
 }
+
+func TestSeq(t *testing.T) {
+	s := NewSeq(64, 1)
+	refs := s.Refs(3)
+	seen := map[blockstore.Ref]bool{}
+	buf := make([]byte, 64)
+	for i, r := range refs {
+		s.Fill(buf, i)
+		if blockstore.Sum(buf) != r {
+			t.Fatalf("block %d does not match its ref", i)
+		}
+		seen[r] = true
+	}
+	if len(seen) != 3 {
+		t.Fatal("blocks not distinct")
+	}
+}

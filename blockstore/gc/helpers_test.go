@@ -3,33 +3,18 @@ package gc
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coffer-dev/coffer/blockstore"
+	"github.com/coffer-dev/coffer/blockstore/blocktest"
 	"github.com/coffer-dev/coffer/blockstore/memstore"
 )
 
-// clock is a manual clock for the store and the collector.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// clock is the conformance suite's manual clock.
+type clock = blocktest.Clock
 
-func newClock() *clock { return &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newClock() *clock { return blocktest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 func newStore(t testing.TB, clk *clock) *memstore.Store {
 	t.Helper()

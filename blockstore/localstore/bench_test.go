@@ -9,10 +9,8 @@ package localstore
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,7 +22,9 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/coffer-dev/coffer/blockstore"
+	"github.com/coffer-dev/coffer/blockstore/blocktest"
 	"github.com/coffer-dev/coffer/internal/diskref"
+	"github.com/coffer-dev/coffer/internal/pebbleopen"
 )
 
 var discard = slog.New(slog.DiscardHandler)
@@ -32,27 +32,6 @@ var discard = slog.New(slog.DiscardHandler)
 var benchSizes = []int{1 << 20, 4 << 20}
 
 func sizeName(n int) string { return fmt.Sprintf("%dMiB", n>>20) }
-
-// genBlocks returns a function making the i-th distinct block of size
-// bytes into buf, and the refs of blocks 0..n-1 (hashed before the timer
-// starts, so the benchmark's caller does not pay a second SHA-256).
-func genBlocks(b *testing.B, size, n int) (fill func(buf []byte, i int), refs []blockstore.Ref) {
-	// Random, so incompressible like most file contents (photos, video,
-	// archives): Pebble's block compression would flatter the alternative.
-	base := make([]byte, size)
-	_, _ = rand.NewChaCha8([32]byte{1}).Read(base)
-	fill = func(buf []byte, i int) {
-		copy(buf, base)
-		binary.LittleEndian.PutUint64(buf, uint64(i)+1)
-	}
-	refs = make([]blockstore.Ref, n)
-	buf := make([]byte, size)
-	for i := range refs {
-		fill(buf, i)
-		refs[i] = blockstore.Sum(buf)
-	}
-	return fill, refs
-}
 
 // BenchmarkRawDisk is the reference: plain sequential file I/O on the disk
 // the store's benchmarks use (b.TempDir()).
@@ -76,7 +55,8 @@ func BenchmarkSHA256(b *testing.B) {
 // putParallel runs b.N distinct Puts from 8 goroutines (2 per core on the
 // 2-core reference machine is 4; 8 keeps the disk queue full).
 func putParallel(b *testing.B, size int, put func(ref blockstore.Ref, data []byte) error) {
-	fill, refs := genBlocks(b, size, b.N)
+	seq := blocktest.NewSeq(size, 1)
+	refs := seq.Refs(b.N)
 	var next atomic.Int64
 	b.SetBytes(int64(size))
 	b.SetParallelism(4)
@@ -85,7 +65,7 @@ func putParallel(b *testing.B, size int, put func(ref blockstore.Ref, data []byt
 		buf := make([]byte, size)
 		for pb.Next() {
 			i := int(next.Add(1) - 1)
-			fill(buf, i)
+			seq.Fill(buf, i)
 			if err := put(refs[i], buf); err != nil {
 				b.Error(err)
 				return
@@ -135,67 +115,29 @@ func BenchmarkStore(b *testing.B) {
 			if cold {
 				name = "GetCold/"
 			}
+			// One reader, reading the blocks in the order they were
+			// written; the cache is dropped before every pass when cold.
 			b.Run(name+sizeName(size), func(b *testing.B) {
-				s, err := Open(Config{Dir: b.TempDir(), MinFreeBytes: -1})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				const storeBytes = 256 << 20
-				n := storeBytes / size
-				fill, refs := genBlocks(b, size, n)
-				buf := make([]byte, size)
-				for i := range n {
-					fill(buf, i)
-					if err := s.Put(ctx, refs[i], buf); err != nil {
-						b.Fatal(err)
-					}
-				}
-				segs, _ := filepath.Glob(filepath.Join(s.dir, "*.seg"))
-				drop := func() {
-					if cold {
-						diskref.DropCache(b, segs...)
-					}
-				}
-				drop()
+				s, refs, drop := loadedStore(b, size, cold)
 				b.SetBytes(int64(size))
 				b.ResetTimer()
 				for i := 0; b.Loop(); i++ {
-					if i%n == 0 && i > 0 {
+					if i%len(refs) == 0 && i > 0 {
 						b.StopTimer()
 						drop()
 						b.StartTimer()
 					}
-					if _, err := s.Get(ctx, refs[i%n]); err != nil {
+					if _, err := s.Get(ctx, refs[i%len(refs)]); err != nil {
 						b.Fatal(err)
 					}
 				}
 			})
 			// Concurrent readers, as a block node serves them: verification
-			// (SHA-256) runs on every core.
+			// (SHA-256) runs on every core. The cache is dropped only
+			// before the first pass (dropping it under concurrent readers
+			// would be timed).
 			b.Run("Parallel"+name+sizeName(size), func(b *testing.B) {
-				s, err := Open(Config{Dir: b.TempDir(), MinFreeBytes: -1})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				const storeBytes = 256 << 20
-				n := storeBytes / size
-				fill, refs := genBlocks(b, size, n)
-				buf := make([]byte, size)
-				for i := range n {
-					fill(buf, i)
-					if err := s.Put(ctx, refs[i], buf); err != nil {
-						b.Fatal(err)
-					}
-				}
-				segs, _ := filepath.Glob(filepath.Join(s.dir, "*.seg"))
-				if cold {
-					diskref.DropCache(b, segs...)
-				}
-				// Each pass over the blocks reads them once; the cache is
-				// dropped only before the first pass (dropping it under
-				// concurrent readers would be timed).
+				s, refs, _ := loadedStore(b, size, cold)
 				var next atomic.Int64
 				b.SetBytes(int64(size))
 				b.SetParallelism(2)
@@ -203,7 +145,7 @@ func BenchmarkStore(b *testing.B) {
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
 						i := int(next.Add(1) - 1)
-						if _, err := s.Get(ctx, refs[i%n]); err != nil {
+						if _, err := s.Get(ctx, refs[i%len(refs)]); err != nil {
 							b.Error(err)
 							return
 						}
@@ -212,6 +154,35 @@ func BenchmarkStore(b *testing.B) {
 			})
 		}
 	}
+}
+
+// loadedStore returns a store holding 256 MiB of size-byte blocks, their
+// refs in write order, and a function that drops the segment files from
+// the page cache when cold (and does nothing otherwise); it has been
+// called once.
+func loadedStore(b *testing.B, size int, cold bool) (*Store, []blockstore.Ref, func()) {
+	s, err := Open(Config{Dir: b.TempDir(), MinFreeBytes: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	seq := blocktest.NewSeq(size, 2)
+	refs := seq.Refs((256 << 20) / size)
+	buf := make([]byte, size)
+	for i, ref := range refs {
+		seq.Fill(buf, i)
+		if err := s.Put(ctx, ref, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	segs, _ := filepath.Glob(filepath.Join(s.dir, "*.seg"))
+	drop := func() {
+		if cold {
+			diskref.DropCache(b, segs...)
+		}
+	}
+	drop()
+	return s, refs, drop
 }
 
 // BenchmarkPebbleBlocks is the alternative design: blocks stored as Pebble
@@ -226,7 +197,7 @@ func BenchmarkPebbleBlocks(b *testing.B) {
 				name = "ValueSeparation/"
 			}
 			b.Run(name+sizeName(size), func(b *testing.B) {
-				opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLogger{discard}}
+				opts := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: pebbleopen.Logger{L: discard}}
 				if sep {
 					opts.Experimental.EnableColumnarBlocks = func() bool { return true }
 					opts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {

@@ -1,9 +1,12 @@
 package localstore
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/time/rate"
@@ -58,7 +61,7 @@ func (s *Store) compactor(ctx context.Context) {
 }
 
 // Compact rewrites every sealed segment that is at least
-// CompactGarbageRatio dead: its live blocks are appended to the active
+// CompactGarbageRatio dead (sealing the active segment first if it is): its live blocks are appended to the active
 // segment (keeping their StoredAt), the index is pointed at the new
 // copies, and the file is removed once no reader uses it. The background
 // compactor calls it; tests and operators may too.
@@ -72,20 +75,44 @@ func (s *Store) Compact(ctx context.Context) (CompactReport, error) {
 		return rep, err
 	}
 	s.segMu.Lock()
-	var ids []uint32
+	// A mostly dead active segment is sealed first, so a store that stops
+	// receiving writes after deletes still gets its space back.
+	if a := s.active; a.size > 0 && float64(a.size-a.live) >= s.cfg.CompactGarbageRatio*float64(a.size) && s.failed == nil {
+		if err := s.rollLocked(); err != nil {
+			s.segMu.Unlock()
+			s.ops.RUnlock()
+			return rep, err
+		}
+	}
+	type cand struct {
+		id   uint32
+		live int64
+	}
+	var cands []cand
 	for id, seg := range s.segs {
 		if s.compactable(seg) {
-			ids = append(ids, id)
+			cands = append(cands, cand{id, seg.live})
 		}
 	}
 	s.segMu.Unlock()
 	s.ops.RUnlock()
-	for _, id := range ids {
-		if err := s.compactSegment(ctx, id, limit, &rep); err != nil {
+	// Least live first: dead segments go without copying anything, which
+	// frees the room that moving the others needs on a full disk.
+	slices.SortFunc(cands, func(a, b cand) int { return cmp.Compare(a.live, b.live) })
+	var firstErr error
+	for _, c := range cands {
+		err := s.compactSegment(ctx, c.id, limit, &rep)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil || errors.Is(err, blockstore.ErrClosed) {
 			return rep, err
 		}
+		if firstErr == nil {
+			firstErr = err // e.g. no room to move this one: try the others
+		}
 	}
-	return rep, nil
+	return rep, firstErr
 }
 
 func (s *Store) compactSegment(ctx context.Context, id uint32, limit *rate.Limiter, rep *CompactReport) error {
@@ -125,16 +152,18 @@ func (s *Store) compactSegment(ctx context.Context, id uint32, limit *rate.Limit
 	}
 	defer s.ops.RUnlock()
 	s.segMu.Lock()
-	defer s.segMu.Unlock()
 	seg := s.segs[id]
 	if seg == nil || seg.live != 0 || seg.writers > 0 || seg == s.active {
+		s.segMu.Unlock()
 		return nil
 	}
 	seg.removed = true
 	delete(s.segs, id)
 	rep.Segments++
 	rep.BytesFreed += seg.size
-	s.reapLocked(seg)
+	f := s.reapLocked(seg)
+	s.segMu.Unlock()
+	s.unlink(seg, f)
 	return nil
 }
 
@@ -162,13 +191,10 @@ func (s *Store) move(ctx context.Context, id uint32, off int64, ref blockstore.R
 		if err := limit.WaitN(ctx, int(loc.recordLen())); err != nil {
 			return err
 		}
-		seg := s.acquire(id)
-		if seg == nil {
+		buf, rerr := s.readRecord(ref, loc)
+		if rerr == errMoved {
 			return nil
 		}
-		buf := make([]byte, loc.recordLen())
-		_, rerr := seg.f.ReadAt(buf, off)
-		s.release(seg)
 		if rerr != nil || !checkHeader(buf, ref, loc.length) || ref.Verify(buf[headerSize:]) != nil {
 			if err := s.unindex(ref, loc); err != nil {
 				return err
@@ -178,11 +204,11 @@ func (s *Store) move(ctx context.Context, id uint32, off int64, ref blockstore.R
 			s.log.Warn("corrupt block copy dropped during compaction", "ref", ref.String(), "segment", id, "offset", off)
 			return nil
 		}
-		nloc, err := s.writeRecord(ref, buf[headerSize:], loc.storedAt)
+		nloc, nseg, err := s.writeRecord(ref, buf[headerSize:], loc.storedAt)
 		if err != nil {
 			return err
 		}
-		if err := s.commitLocation(ref, nloc, &loc); err != nil {
+		if err := s.commitLocation(ref, nloc, &loc, nseg); err != nil {
 			return err
 		}
 		s.st.compaction.Add(loc.recordLen())

@@ -11,14 +11,15 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/coffer-dev/coffer/blockstore"
+	"github.com/coffer-dev/coffer/internal/pebbleopen"
 )
 
 // Store is the Pebble-indexed segment store. Open it with Open.
@@ -92,37 +93,13 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func openIndex(dir string, cfg Config, log *slog.Logger) (db *pebble.DB, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("%w: localstore index %s: %v", blockstore.ErrCorrupt, dir, r)
-		}
-	}()
-	cache := pebble.NewCache(cfg.IndexCacheBytes)
-	defer cache.Unref()
-	opts := &pebble.Options{
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{log.With("component", "pebble")},
-		Cache:              cache,
-	}
-	// Has and Put look up refs that are mostly absent: bloom filters answer
-	// those without reading data blocks.
-	for i := range opts.Levels {
-		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-		opts.Levels[i].FilterType = pebble.TableFilter
-	}
-	db, err = pebble.Open(dir, opts)
+func openIndex(dir string, cfg Config, log *slog.Logger) (*pebble.DB, error) {
+	db, err := pebbleopen.Open(dir, cfg.IndexCacheBytes, log)
 	if err != nil {
 		return nil, fmt.Errorf("%w: localstore index %s: %v", blockstore.ErrCorrupt, dir, err)
 	}
 	return db, nil
 }
-
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debug(fmt.Sprintf(format, args...)) }
-func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Error(fmt.Sprintf(format, args...)) }
-func (p pebbleLogger) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
 
 // loadSegments opens the segment files, counts live bytes from the index,
 // removes segments with nothing live and starts a fresh active segment.
@@ -153,8 +130,9 @@ func (s *Store) loadSegments() error {
 		loc, valid := decodeLocation(it.Value())
 		seg := s.segs[loc.seg]
 		if !valid || seg == nil || loc.off+loc.recordLen() > seg.size {
+			key := slices.Clone(it.Key())
 			_ = it.Close()
-			return fmt.Errorf("%w: localstore index entry %x points outside the segments", blockstore.ErrCorrupt, it.Key())
+			return fmt.Errorf("%w: localstore index entry %x points outside the segments", blockstore.ErrCorrupt, key)
 		}
 		seg.live += loc.recordLen()
 		s.st.blocks.Add(1)
@@ -276,18 +254,31 @@ func (s *Store) acquire(id uint32) *segment {
 
 func (s *Store) release(seg *segment) {
 	s.segMu.Lock()
-	defer s.segMu.Unlock()
 	seg.users--
-	s.reapLocked(seg)
+	f := s.reapLocked(seg)
+	s.segMu.Unlock()
+	s.unlink(seg, f)
 }
 
-// reapLocked closes and unlinks a removed segment nobody uses any more.
-func (s *Store) reapLocked(seg *segment) {
+// reapLocked detaches the file of a removed segment nobody uses any more
+// and returns it (nil if the segment is still in use or already reaped);
+// the caller passes it to unlink after releasing segMu, so no disk I/O
+// happens under the lock.
+func (s *Store) reapLocked(seg *segment) *os.File {
 	if !seg.removed || seg.users > 0 || seg.f == nil {
+		return nil
+	}
+	f := seg.f
+	seg.f = nil
+	return f
+}
+
+// unlink closes and removes a reaped segment's file (f nil: nothing to do).
+func (s *Store) unlink(seg *segment, f *os.File) {
+	if f == nil {
 		return
 	}
-	_ = seg.f.Close()
-	seg.f = nil
+	_ = f.Close()
 	if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.log.Warn("remove compacted segment", "path", seg.path, "err", err)
 	}
@@ -319,20 +310,29 @@ func (s *Store) Put(ctx context.Context, ref blockstore.Ref, data []byte) error 
 	}
 	now := s.cfg.Now().UnixNano()
 	if ok {
-		// Already stored: refresh StoredAt, durably, so the GC grace period
-		// protects the upload that relies on this copy.
-		loc.storedAt = now
-		if err := s.db.Set(blockKey(ref), loc.encode(), pebble.Sync); err != nil {
-			return diskFull(err, "localstore: index")
+		if s.intact(ref, loc) {
+			// Already stored: refresh StoredAt, durably, so the GC grace
+			// period protects the upload that relies on this copy.
+			loc.storedAt = now
+			if err := s.db.Set(blockKey(ref), loc.encode(), pebble.Sync); err != nil {
+				return diskFull(err, "localstore: index")
+			}
+			s.st.dedups.Add(1)
+			return nil
 		}
-		s.st.dedups.Add(1)
-		return nil
+		// The stored copy rotted: drop it and store the good bytes we were
+		// given (no repair needed, so no OnCorrupt).
+		if err := s.unindex(ref, loc); err != nil {
+			return err
+		}
+		s.st.corrupt.Add(1)
+		s.log.Warn("corrupt block copy replaced by a Put", "ref", ref.String(), "segment", loc.seg, "offset", loc.off)
 	}
-	loc, err = s.writeRecord(ref, data, now)
+	loc, seg, err := s.writeRecord(ref, data, now)
 	if err != nil {
 		return err
 	}
-	if err := s.commitLocation(ref, loc, nil); err != nil {
+	if err := s.commitLocation(ref, loc, nil, seg); err != nil {
 		return err
 	}
 	s.st.puts.Add(1)
@@ -343,56 +343,60 @@ func (s *Store) Put(ctx context.Context, ref blockstore.Ref, data []byte) error 
 }
 
 // writeRecord appends a record for the block and returns once it is
-// durable. On failure the reserved space is dead (never indexed).
-func (s *Store) writeRecord(ref blockstore.Ref, data []byte, storedAt int64) (location, error) {
+// durable. On success the segment stays pinned as being written (so
+// compaction cannot take it for dead before the index points into it):
+// the caller must pass it to commitLocation, which unpins it. On failure
+// the reserved space is dead (never indexed) and nothing stays pinned.
+func (s *Store) writeRecord(ref blockstore.Ref, data []byte, storedAt int64) (location, *segment, error) {
 	recLen := headerSize + int64(len(data))
 	seg, off, err := s.reserve(recLen)
 	if err != nil {
-		return location{}, err
-	}
-	done := func() {
-		s.segMu.Lock()
-		seg.writers--
-		seg.users--
-		s.segMu.Unlock()
+		return location{}, nil, err
 	}
 	var hdr [headerSize]byte
 	encodeHeader(hdr[:], ref, len(data))
-	if _, err := seg.f.WriteAt(hdr[:], off); err != nil {
-		done()
-		return location{}, diskFull(err, "localstore: write block")
+	_, err = seg.f.WriteAt(hdr[:], off)
+	if err == nil {
+		_, err = seg.f.WriteAt(data, off+headerSize)
 	}
-	if _, err := seg.f.WriteAt(data, off+headerSize); err != nil {
-		done()
-		return location{}, diskFull(err, "localstore: write block")
+	if err != nil {
+		s.unpin(seg)
+		return location{}, nil, diskFull(err, "localstore: write block")
 	}
 	s.st.recordBytes.Add(recLen)
-	err = seg.sync.wait(seg.sync.ticket())
-	done()
-	if err != nil {
+	if err := seg.sync.wait(seg.sync.ticket()); err != nil {
+		s.unpin(seg)
 		s.fail(err)
-		return location{}, fmt.Errorf("localstore: %w", err)
+		return location{}, nil, fmt.Errorf("localstore: %w", err)
 	}
-	return location{seg: seg.id, off: off, length: len(data), storedAt: storedAt}, nil
+	return location{seg: seg.id, off: off, length: len(data), storedAt: storedAt}, seg, nil
+}
+
+// unpin ends a write's hold on its segment.
+func (s *Store) unpin(seg *segment) {
+	s.segMu.Lock()
+	seg.writers--
+	seg.users--
+	f := s.reapLocked(seg)
+	s.segMu.Unlock()
+	s.unlink(seg, f)
 }
 
 // reserve claims recLen bytes at the end of the active segment, rolling to
 // a new segment when it is full, after checking the free-space reserve.
 func (s *Store) reserve(recLen int64) (*segment, int64, error) {
+	free, err := freeBytes(s.dir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("localstore: statfs: %w", err)
+	}
+	if free-recLen < s.cfg.MinFreeBytes {
+		return nil, 0, fmt.Errorf("%w: %d bytes free, a %d-byte block would leave less than the %d-byte reserve",
+			blockstore.ErrDiskFull, free, recLen, s.cfg.MinFreeBytes)
+	}
 	s.segMu.Lock()
 	defer s.segMu.Unlock()
 	if s.failed != nil {
 		return nil, 0, fmt.Errorf("localstore: writes stopped after a failed sync: %w", s.failed)
-	}
-	{
-		free, err := freeBytes(s.dir)
-		if err != nil {
-			return nil, 0, fmt.Errorf("localstore: statfs: %w", err)
-		}
-		if free-recLen < s.cfg.MinFreeBytes {
-			return nil, 0, fmt.Errorf("%w: %d bytes free, a %d-byte block would leave less than the %d-byte reserve",
-				blockstore.ErrDiskFull, free, recLen, s.cfg.MinFreeBytes)
-		}
 	}
 	if s.active.size > 0 && s.active.size+recLen > s.cfg.SegmentSize {
 		if err := s.rollLocked(); err != nil {
@@ -420,8 +424,11 @@ func (s *Store) fail(err error) {
 }
 
 // commitLocation durably points ref at loc (and records loc in the
-// segment's contents), replacing old if given (compaction).
-func (s *Store) commitLocation(ref blockstore.Ref, loc location, old *location) error {
+// segment's contents), replacing old if given (compaction), and unpins
+// seg, the segment writeRecord wrote loc into — only after loc's bytes
+// count as live, so compaction never sees the segment as dead while the
+// index points into it.
+func (s *Store) commitLocation(ref blockstore.Ref, loc location, old *location, seg *segment) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Set(blockKey(ref), loc.encode(), nil)
@@ -429,17 +436,21 @@ func (s *Store) commitLocation(ref blockstore.Ref, loc location, old *location) 
 	if old != nil {
 		_ = b.Delete(segKey(old.seg, old.off), nil)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	err := b.Commit(pebble.Sync)
+	s.segMu.Lock()
+	if err == nil {
+		seg.live += loc.recordLen()
+		if old != nil {
+			s.deadLocked(*old)
+		}
+	}
+	seg.writers--
+	seg.users--
+	s.maybeCompactLocked(seg)
+	s.segMu.Unlock()
+	if err != nil {
 		return diskFull(err, "localstore: index")
 	}
-	s.segMu.Lock()
-	if seg := s.segs[loc.seg]; seg != nil {
-		seg.live += loc.recordLen()
-	}
-	if old != nil {
-		s.deadLocked(*old)
-	}
-	s.segMu.Unlock()
 	return nil
 }
 
@@ -494,24 +505,19 @@ func (s *Store) get(ref blockstore.Ref) (data []byte, corrupt bool, err error) {
 		if !ok {
 			return nil, false, fmt.Errorf("%w: %s", blockstore.ErrNotFound, ref.Short())
 		}
-		seg := s.acquire(loc.seg)
-		if seg == nil {
-			// Compaction moved the block between the lookup and now.
-			if attempt < 3 {
-				continue
-			}
-			return nil, false, fmt.Errorf("localstore: segment %d of %s vanished", loc.seg, ref.Short())
+		buf, rerr := s.readRecord(ref, loc)
+		if rerr == errMoved && attempt < 3 {
+			continue // compaction moved the block between the lookup and now
 		}
-		buf := make([]byte, loc.recordLen())
-		_, rerr := seg.f.ReadAt(buf, loc.off)
-		s.release(seg)
 		if rerr == nil && checkHeader(buf, ref, loc.length) && ref.Verify(buf[headerSize:]) == nil {
 			s.st.gets.Add(1)
 			s.st.bytesRead.Add(int64(loc.length))
 			return buf[headerSize:], false, nil
 		}
 		why := "bytes do not match the ref"
-		if rerr != nil {
+		if rerr == errMoved {
+			why = "its segment file is gone"
+		} else if rerr != nil {
 			why = rerr.Error()
 			if errors.Is(rerr, io.EOF) {
 				why = "record truncated"
@@ -528,6 +534,33 @@ func (s *Store) get(ref blockstore.Ref) (data []byte, corrupt bool, err error) {
 		}
 		return nil, dropped, fmt.Errorf("%w: %s at segment %d offset %d: %s", blockstore.ErrCorrupt, ref.Short(), loc.seg, loc.off, why)
 	}
+}
+
+var errMoved = errors.New("segment no longer exists")
+
+// readRecord reads loc's whole record (header and data); errMoved if its
+// segment has been compacted away.
+func (s *Store) readRecord(ref blockstore.Ref, loc location) ([]byte, error) {
+	seg := s.acquire(loc.seg)
+	if seg == nil {
+		return nil, errMoved
+	}
+	defer s.release(seg)
+	buf := make([]byte, loc.recordLen())
+	if _, err := seg.f.ReadAt(buf, loc.off); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// intact reports whether the record at loc holds ref's bytes. The ref
+// lock is held, so loc cannot move.
+func (s *Store) intact(ref blockstore.Ref, loc location) bool {
+	buf, err := s.readRecord(ref, loc)
+	if err != nil && err != errMoved && !errors.Is(err, io.EOF) {
+		s.log.Warn("reading a stored copy failed", "ref", ref.String(), "err", err)
+	}
+	return err == nil && checkHeader(buf, ref, loc.length) && ref.Verify(buf[headerSize:]) == nil
 }
 
 // dropCorrupt removes ref's index entry if it still points at loc, and
@@ -641,8 +674,9 @@ func (s *Store) enumeratePage(ctx context.Context, lower []byte) ([]blockstore.B
 	for ok := it.First(); ok && len(page) < enumeratePage; ok = it.Next() {
 		loc, valid := decodeLocation(it.Value())
 		if !valid || len(it.Key()) != 33 {
+			key := slices.Clone(it.Key())
 			_ = it.Close()
-			return nil, fmt.Errorf("%w: localstore index entry %x", blockstore.ErrCorrupt, it.Key())
+			return nil, fmt.Errorf("%w: localstore index entry %x", blockstore.ErrCorrupt, key)
 		}
 		page = append(page, blockstore.BlockInfo{Ref: blockstore.Ref(it.Key()[1:]), Size: int64(loc.length), StoredAt: loc.storedTime()})
 	}
