@@ -13,8 +13,11 @@
 // by chunks of ChunkSize bytes (default 256 KiB, at most MaxChunkSize). The
 // server refuses a Put whose declared size is above its MaxBlockSize before
 // it reads a chunk, refuses a stream that carries more or fewer bytes than
-// declared, and buffers at most the declared size; the store sees only a
-// complete block, so a failed or cancelled upload stores nothing. Has takes
+// declared, and buffers the bytes as they arrive: its buffer starts at one
+// chunk (ChunkSize, or the declared size if smaller) and grows, at most to
+// the declared size, only as chunks come in, so a header alone costs the
+// server one chunk, not the size it claims. The store sees only a complete
+// block, so a failed or cancelled upload stores nothing. Has takes
 // at most MaxHasBatch refs per call (the Client splits larger batches) and
 // Enumerate streams batches of up to 1000 BlockInfos.
 //
@@ -49,6 +52,10 @@
 // (16 MiB, four such streams at full speed). Fixed windows turn off
 // grpc-go's BDP estimation, which starts at 64 KiB and takes many round
 // trips to grow; a receiver buffers at most ConnWindowSize per connection.
+// ServerOptions also limits each connection to MaxConcurrentStreams calls
+// in progress (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; the client queues
+// further calls until one ends), so the Put buffers of one connection hold
+// at most MaxConcurrentStreams blocks of data actually sent.
 // Messages are limited to MaxMsgSize (MaxChunkSize plus room for the
 // framing), which also bounds a Has batch and an Enumerate batch.
 //
@@ -88,6 +95,11 @@ const (
 	// ConnWindowSize is the HTTP/2 connection flow-control window Dial and
 	// ServerOptions set.
 	ConnWindowSize = 16 << 20
+	// MaxConcurrentStreams is the most calls ServerOptions lets one client
+	// connection have in progress at once; further calls wait in the
+	// client until one ends. With at most one chunk buffered per Put that
+	// has not yet sent its data, it bounds what idle streams can hold.
+	MaxConcurrentStreams = 256
 	// ErrorDomain is the Domain of the errdetails.ErrorInfo attached to
 	// every error status.
 	ErrorDomain = "block.coffer"
@@ -96,13 +108,15 @@ const (
 )
 
 // ServerOptions returns the grpc.ServerOptions the block service expects:
-// flow-control windows that match Dial's and a receive limit that fits a
-// chunk. Pass them to grpc.NewServer.
+// flow-control windows that match Dial's, a receive limit that fits a
+// chunk and at most MaxConcurrentStreams calls per connection. Pass them to
+// grpc.NewServer.
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.InitialWindowSize(WindowSize),
 		grpc.InitialConnWindowSize(ConnWindowSize),
 		grpc.MaxRecvMsgSize(MaxMsgSize),
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
 	}
 }
 

@@ -125,7 +125,9 @@ func (s *service) Put(stream grpc.ClientStreamingServer[blockpb.PutRequest, bloc
 	if size > int64(s.cfg.MaxBlockSize) {
 		return s.fail(ctx, "put", fmt.Errorf("%w: block %s: %d bytes > %d", blockstore.ErrTooLarge, ref.Short(), size, s.cfg.MaxBlockSize))
 	}
-	data := make([]byte, 0, size)
+	// The buffer grows as the data arrives: a header alone costs at most
+	// one chunk, however large the size it declares.
+	data := newPutBuffer(size, s.cfg.ChunkSize)
 	for {
 		msg, err := stream.Recv()
 		if err == io.EOF {
@@ -141,7 +143,7 @@ func (s *service) Put(stream grpc.ClientStreamingServer[blockpb.PutRequest, bloc
 		if int64(len(data))+int64(len(chunk.Chunk)) > size {
 			return s.fail(ctx, "put", invalid("block %s: more than the declared %d bytes", ref.Short(), size))
 		}
-		data = append(data, chunk.Chunk...)
+		data = appendChunk(data, chunk.Chunk, size)
 	}
 	if int64(len(data)) != size {
 		return s.fail(ctx, "put", invalid("block %s: %d of the declared %d bytes", ref.Short(), len(data), size))
@@ -150,6 +152,27 @@ func (s *service) Put(stream grpc.ClientStreamingServer[blockpb.PutRequest, bloc
 		return s.fail(ctx, "put", err)
 	}
 	return stream.SendAndClose(&blockpb.PutResponse{})
+}
+
+// newPutBuffer returns the empty buffer of a Put that declared size bytes:
+// room for one chunk (at most size), not the declared size, which costs the
+// sender nothing to claim.
+func newPutBuffer(size int64, chunkSize int) []byte {
+	return make([]byte, 0, min(size, int64(chunkSize)))
+}
+
+// appendChunk appends chunk to buf, which the caller has checked stays
+// within size. When buf is full it at least doubles, but never grows beyond
+// size.
+func appendChunk(buf, chunk []byte, size int64) []byte {
+	need := len(buf) + len(chunk)
+	if need <= cap(buf) {
+		return append(buf, chunk...)
+	}
+	newCap := int(min(size, int64(max(2*cap(buf), need))))
+	grown := make([]byte, len(buf), newCap)
+	copy(grown, buf)
+	return append(grown, chunk...)
 }
 
 // Get implements blockpb.BlockServiceServer.

@@ -3,7 +3,9 @@ package blockrpc
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -203,4 +205,136 @@ func TestServerRefusesBadRefs(t *testing.T) {
 		_, err = es.Recv()
 	}
 	check("enumerate", err)
+}
+
+// TestPutBuffersWhatArrives: a Put stream that declares a maximum-size
+// block but sends only a byte makes the server allocate about one chunk,
+// not the declared size. Header-only streams are cheap to open, so a
+// buffer sized from the header alone lets idle streams pin gigabytes.
+func TestPutBuffersWhatArrives(t *testing.T) {
+	const streams = 16
+	const declared = blockstore.DefaultMaxBlockSize
+	ts := startServer(t, &fakeStore{}, ServerConfig{})
+	raw := rawClient(t, ts.addr)
+	ctx := testContext(t)
+	ref := blockstore.Sum([]byte("declared but never sent"))
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range streams {
+		stream, err := raw.Put(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(header(ref[:], declared)); err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(chunk([]byte{1})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The server reads the chunk after it has made the buffer.
+	waitFor(t, func() bool { return ts.rec.count(ts.rec.recvd, methodPut) == 2*streams })
+	runtime.ReadMemStats(&after)
+	// Each stream may take one chunk's buffer; grpc's own allocations are
+	// far below the slack of 1 MiB per stream.
+	t.Logf("allocated %d KiB", (after.TotalAlloc-before.TotalAlloc)>>10)
+	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(streams<<20); got > limit {
+		t.Errorf("%d header-only streams allocated %d MiB, want at most %d MiB",
+			streams, got>>20, limit>>20)
+	}
+}
+
+func TestPutBufferGrowth(t *testing.T) {
+	const chunkSize = 256 << 10
+	for _, tc := range []struct {
+		name      string
+		size      int64
+		chunks    []int
+		wantStart int
+		maxCap    int
+	}{
+		{"empty block", 0, nil, 0, 0},
+		{"below a chunk", 1000, []int{1000}, 1000, 1000},
+		{"exactly a chunk", chunkSize, []int{chunkSize}, chunkSize, chunkSize},
+		{"max block in chunks", 4 << 20, repeat(chunkSize, 16), chunkSize, 4 << 20},
+		{"odd size", 3<<20 + 5, append(repeat(chunkSize, 12), 5), chunkSize, 3<<20 + 5},
+		{"client with bigger chunks", 3 << 20, repeat(1<<20, 3), chunkSize, 3 << 20},
+		{"client with tiny chunks", 1 << 20, repeat(1000, 1048), chunkSize, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			buf := newPutBuffer(tc.size, chunkSize)
+			if cap(buf) != tc.wantStart {
+				t.Errorf("initial capacity %d, want %d", cap(buf), tc.wantStart)
+			}
+			total := 0
+			for _, n := range tc.chunks {
+				if total+n > int(tc.size) {
+					n = int(tc.size) - total
+				}
+				buf = appendChunk(buf, make([]byte, n), tc.size)
+				total += n
+				if cap(buf) > tc.maxCap {
+					t.Fatalf("capacity %d after %d bytes, above the declared %d", cap(buf), total, tc.size)
+				}
+			}
+			if len(buf) != total {
+				t.Errorf("len %d, want %d", len(buf), total)
+			}
+		})
+	}
+}
+
+func repeat(n, times int) []int {
+	out := make([]int, times)
+	for i := range out {
+		out[i] = n
+	}
+	return out
+}
+
+// TestMaxConcurrentStreams: ServerOptions limits the streams of one
+// connection, so a client cannot park an unbounded number of handlers.
+func TestMaxConcurrentStreams(t *testing.T) {
+	ts := startServer(t, &fakeStore{}, ServerConfig{})
+	raw := rawClient(t, ts.addr)
+	ctx, cancel := context.WithCancel(testContext(t))
+	defer cancel()
+	ref := blockstore.Sum([]byte("idle"))
+	var first context.CancelFunc
+	for i := range MaxConcurrentStreams {
+		sctx, scancel := context.WithCancel(ctx)
+		if i == 0 {
+			first = scancel
+		} else {
+			defer scancel()
+		}
+		stream, err := raw.Put(sctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(header(ref[:], 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return ts.rec.count(ts.rec.recvd, methodPut) == MaxConcurrentStreams })
+	// One stream more waits for a free slot: it cannot open while all are
+	// taken (a bounded check: without the limit it opens at once).
+	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := raw.Put(short)
+	scancel()
+	if err == nil {
+		t.Fatalf("stream %d opened while %d were open", MaxConcurrentStreams+1, MaxConcurrentStreams)
+	}
+	// Once one ends, the next one opens.
+	first()
+	stream, err := raw.Put(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(header(ref[:], 10)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return ts.rec.count(ts.rec.recvd, methodPut) == MaxConcurrentStreams+1 })
 }

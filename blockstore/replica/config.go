@@ -23,6 +23,7 @@ const (
 	DefaultRepairRate      = 32 << 20
 	DefaultScrubInterval   = 24 * time.Hour
 	DefaultScrubRate       = 16 << 20
+	DefaultBackgroundBytes = 256 << 20
 )
 
 // Config configures a Replicator. Membership and Dialer are required; a
@@ -81,6 +82,14 @@ type Config struct {
 	// bytes per second it reads (default 16 MiB/s; -1 = unlimited).
 	ScrubInterval time.Duration
 	ScrubRate     int64
+
+	// BackgroundBytes bounds the block data held by writes that are still
+	// running after their Put returned, and by read repairs (default
+	// 256 MiB). A write or read repair that finds the budget spent does
+	// not keep the data: it is cancelled (or not started) and its node
+	// goes to the retry queue, which fetches the block again when it
+	// retries.
+	BackgroundBytes int64
 }
 
 // Validate reports every problem of c at once, in one error that wraps
@@ -155,6 +164,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	rateOK("RepairRate", &c.RepairRate, DefaultRepairRate)
 	rateOK("ScrubRate", &c.ScrubRate, DefaultScrubRate)
+	switch {
+	case c.BackgroundBytes < 0:
+		bad("BackgroundBytes %d < 0", c.BackgroundBytes)
+	case c.BackgroundBytes == 0:
+		c.BackgroundBytes = DefaultBackgroundBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

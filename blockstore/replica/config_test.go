@@ -46,6 +46,8 @@ func TestConfigValidate(t *testing.T) {
 		{"negative queue size", func(c *Config) { c.RetryQueueSize = -1 }, []string{"RetryQueueSize"}},
 		{"bad rates", func(c *Config) { c.RepairRate, c.ScrubRate = -2, -5 },
 			[]string{"RepairRate -2", "ScrubRate -5"}},
+		{"small background budget", func(c *Config) { c.BackgroundBytes = 1 }, nil},
+		{"negative background budget", func(c *Config) { c.BackgroundBytes = -1 }, []string{"BackgroundBytes -1 < 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
@@ -78,7 +80,8 @@ func TestConfigDefaults(t *testing.T) {
 	if c.R != 3 || c.W != 2 || c.PutTimeout != DefaultPutTimeout || c.GetTimeout != DefaultGetTimeout ||
 		c.RetryBackoffMin != time.Second || c.RetryBackoffMax != time.Minute || c.RetryQueueSize != 100_000 ||
 		c.RepairInterval != time.Hour || c.RepairDebounce != time.Second || c.RepairRate != 32<<20 ||
-		c.ScrubInterval != 24*time.Hour || c.ScrubRate != 16<<20 || c.Logger == nil || c.Now == nil {
+		c.ScrubInterval != 24*time.Hour || c.ScrubRate != 16<<20 || c.BackgroundBytes != 256<<20 ||
+		c.Logger == nil || c.Now == nil {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 }
@@ -130,5 +133,34 @@ func TestRetryQueue(t *testing.T) {
 	}
 	if e, wait := q.pop(t0); e != nil || wait != 0 {
 		t.Errorf("pop of empty queue = %v, %v", e, wait)
+	}
+}
+
+func TestByteBudget(t *testing.T) {
+	b := newByteBudget(10)
+	for _, step := range []struct {
+		acquire, release int64
+		ok               bool
+		held             int64
+	}{
+		{acquire: 4, ok: true, held: 4},
+		{acquire: 6, ok: true, held: 10},
+		{acquire: 1, ok: false, held: 10},
+		{release: 4, held: 6},
+		{acquire: 5, ok: false, held: 6},
+		{acquire: 4, ok: true, held: 10},
+		{release: 10, held: 0},
+		{acquire: 11, ok: false, held: 0},
+	} {
+		if step.acquire > 0 {
+			if got := b.tryAcquire(step.acquire); got != step.ok {
+				t.Errorf("tryAcquire(%d) = %v, want %v", step.acquire, got, step.ok)
+			}
+		} else {
+			b.release(step.release)
+		}
+		if got := b.inUse(); got != step.held {
+			t.Fatalf("after %+v: %d held, want %d", step, got, step.held)
+		}
 	}
 }

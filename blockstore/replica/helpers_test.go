@@ -415,3 +415,62 @@ func (c *cluster) putAll(r *Replicator, blocks []testBlock) {
 		return true
 	})
 }
+
+// hookStore is a local store with fault injection: a blockstore.Store
+// (the node's memstore) behind hooks. Set the hooks before the store is
+// used.
+type hookStore struct {
+	blockstore.Store
+	// getErr, if set, is the error of Get for ref (nil: no fault).
+	getErr func(ref blockstore.Ref) error
+	// onEnumerate and onHas, if set, run first in every Enumerate and
+	// Has call; an error they return is the call's.
+	onEnumerate func(ctx context.Context) error
+	onHas       func(ctx context.Context) error
+}
+
+func (s *hookStore) Get(ctx context.Context, ref blockstore.Ref) ([]byte, error) {
+	if s.getErr != nil {
+		if err := s.getErr(ref); err != nil {
+			return nil, err
+		}
+	}
+	return s.Store.Get(ctx, ref)
+}
+
+func (s *hookStore) Has(ctx context.Context, refs []blockstore.Ref) ([]bool, error) {
+	if s.onHas != nil {
+		if err := s.onHas(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.Store.Has(ctx, refs)
+}
+
+func (s *hookStore) Enumerate(ctx context.Context, from blockstore.Ref, fn func(blockstore.BlockInfo) error) error {
+	if s.onEnumerate != nil {
+		if err := s.onEnumerate(ctx); err != nil {
+			return err
+		}
+	}
+	return s.Store.Enumerate(ctx, from, fn)
+}
+
+// signal returns a channel closed by the first call of the returned func.
+func signal() (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	return ch, func() { once.Do(func() { close(ch) }) }
+}
+
+// flightWaiters returns how many RepairBlock calls wait for the one in
+// progress for ref (-1 if none is).
+func (r *Replicator) flightWaiters(ref blockstore.Ref) int {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	f, ok := r.flights[ref]
+	if !ok {
+		return -1
+	}
+	return f.waiters
+}

@@ -103,20 +103,25 @@ func (r *Replicator) corruptLoop(ctx context.Context) {
 }
 
 // flight is one RepairBlock in progress; concurrent calls for the same ref
-// wait for it instead of fetching again.
+// wait for it instead of fetching again. It runs on the Replicator's own
+// ctx, not on any caller's, so a caller that goes away fails alone.
 type flight struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error // set before done is closed
+	waiters int   // calls waiting for it besides the first (under flightMu)
 }
 
 // RepairBlock restores the local copy of ref from the other nodes: if the
 // local store does not hold a good copy, it fetches one (verified) from the
 // live nodes in placement order and puts it locally. It returns nil if the
 // local store already has the block. Concurrent calls for one ref share the
-// work. It needs Local (ErrInvalidArgument otherwise); it fails with
-// ErrNotFound when no node has a good copy and ErrUnavailable when some
-// could not be asked. Do not call it from the store's OnCorrupt callback:
-// use OnCorrupt, which queues it.
+// work, which runs detached from every caller's ctx (bounded by GetTimeout
+// per node asked plus PutTimeout) until it ends or the Replicator closes;
+// each call waits for it until its own ctx ends. It needs Local
+// (ErrInvalidArgument otherwise); it fails with ErrNotFound when no node
+// has a good copy, ErrUnavailable when some could not be asked, and
+// ErrClosed if Close cut it short. Do not call it from the store's
+// OnCorrupt callback: use OnCorrupt, which queues it.
 func (r *Replicator) RepairBlock(ctx context.Context, ref blockstore.Ref) error {
 	if r.cfg.Local == nil {
 		return errNoLocal
@@ -126,29 +131,43 @@ func (r *Replicator) RepairBlock(ctx context.Context, ref blockstore.Ref) error 
 	}
 	defer r.leave()
 	r.flightMu.Lock()
-	if f, ok := r.flights[ref]; ok {
-		r.flightMu.Unlock()
-		select {
-		case <-f.done:
-			return f.err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	f, ok := r.flights[ref]
+	if ok {
+		f.waiters++
+	} else {
+		f = &flight{done: make(chan struct{})}
+		r.flights[ref] = f
+		// This call holds an enter, so Close is not done waiting.
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			err := r.repairShared(ref)
+			r.flightMu.Lock()
+			f.err = err
+			delete(r.flights, ref)
+			r.flightMu.Unlock()
+			close(f.done)
+		}()
 	}
-	f := &flight{done: make(chan struct{})}
-	r.flights[ref] = f
 	r.flightMu.Unlock()
-
-	f.err = r.repairBlock(ctx, ref)
-
-	r.flightMu.Lock()
-	delete(r.flights, ref)
-	r.flightMu.Unlock()
-	close(f.done)
-	return f.err
+	select {
+	case <-f.done:
+		return r.callErr(ctx, f.err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-func (r *Replicator) repairBlock(ctx context.Context, ref blockstore.Ref) error {
+// repairShared runs the repair of one flight on the Replicator's ctx.
+func (r *Replicator) repairShared(ref blockstore.Ref) error {
+	live := r.cfg.Membership.BlockNodes()
+	timeout := r.cfg.GetTimeout*time.Duration(len(live)+1) + r.cfg.PutTimeout
+	ctx, cancel := context.WithTimeout(r.base, timeout)
+	defer cancel()
+	return r.repairBlock(ctx, ref, live)
+}
+
+func (r *Replicator) repairBlock(ctx context.Context, ref blockstore.Ref, live []Node) error {
 	has, err := r.cfg.Local.Has(ctx, []blockstore.Ref{ref})
 	if err != nil {
 		return fmt.Errorf("replica: repair %s: local has: %w", ref.Short(), err)
@@ -156,7 +175,7 @@ func (r *Replicator) repairBlock(ctx context.Context, ref blockstore.Ref) error 
 	if has[0] {
 		return nil
 	}
-	data, err := r.fetch(ctx, ref, r.cfg.Membership.BlockNodes(), r.cfg.Self, false)
+	data, err := r.fetch(ctx, ref, live, r.cfg.Self, false)
 	if err != nil {
 		return fmt.Errorf("replica: repair %s: %w", ref.Short(), err)
 	}
@@ -181,9 +200,12 @@ type ScrubReport struct {
 
 // ScrubNow reads every local block once at ScrubRate; the local store
 // verifies each read and drops a corrupt copy, which ScrubNow then
-// restores from other nodes (RepairBlock). Only one ScrubNow runs at a
-// time. It needs Local (ErrInvalidArgument otherwise); the error is ctx's
-// or the local store's.
+// restores from other nodes (RepairBlock). A block that cannot be read or
+// repaired is counted in Failed and the walk goes on; only ctx, Close or a
+// closed local store end it early. Only one ScrubNow runs at a time. It
+// needs Local (ErrInvalidArgument otherwise); the error is ctx's, ErrClosed
+// (the Replicator or the local store closed) or the local store's failure
+// to enumerate.
 func (r *Replicator) ScrubNow(ctx context.Context) (ScrubReport, error) {
 	var rep ScrubReport
 	if r.cfg.Local == nil {
@@ -193,6 +215,9 @@ func (r *Replicator) ScrubNow(ctx context.Context) (ScrubReport, error) {
 		return rep, errClosed
 	}
 	defer r.leave()
+	caller := ctx
+	ctx, cancel := r.bind(ctx)
+	defer cancel()
 	r.scrubMu.Lock()
 	defer r.scrubMu.Unlock()
 	err := r.walkLocal(ctx, func(ctx context.Context, infos []blockstore.BlockInfo) error {
@@ -220,11 +245,16 @@ func (r *Replicator) ScrubNow(ctx context.Context) (ScrubReport, error) {
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
+					if errors.Is(err, blockstore.ErrClosed) {
+						return err
+					}
 					r.log.Warn("scrub repair failed", "ref", info.Ref.Short(), "err", err)
 					rep.Failed++
 				} else {
 					rep.Repaired++
 				}
+			case errors.Is(err, blockstore.ErrClosed):
+				return fmt.Errorf("replica: scrub: read local %s: %w", info.Ref.Short(), err)
 			default:
 				r.log.Warn("scrub read failed", "ref", info.Ref.Short(), "err", err)
 				rep.Failed++
@@ -232,6 +262,7 @@ func (r *Replicator) ScrubNow(ctx context.Context) (ScrubReport, error) {
 		}
 		return nil
 	})
+	err = r.callErr(caller, err)
 	r.log.Info("scrub done", "scanned", rep.Scanned, "bytes", rep.Bytes, "corrupt", rep.Corrupt,
 		"repaired", rep.Repaired, "failed", rep.Failed, "err", err)
 	return rep, err

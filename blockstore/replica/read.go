@@ -16,7 +16,9 @@ import (
 // GetTimeout; a node that answers
 // with bytes that do not hash to ref counts as corrupt. After a success it
 // rewrites, in the background, the copy of every placement node that
-// answered ErrNotFound, ErrCorrupt or wrong bytes (read repair).
+// answered ErrNotFound, ErrCorrupt or wrong bytes (read repair; if its copy
+// of the block does not fit in BackgroundBytes, the nodes are queued for
+// retry instead).
 //
 // Errors: ErrNotFound when every node answered that it has no good copy;
 // ErrUnavailable when some could not be reached and none had it; ctx's
@@ -54,7 +56,7 @@ func (r *Replicator) get(ctx context.Context, ref blockstore.Ref) ([]byte, error
 				r.c.fallbacks.Add(1)
 			}
 			if len(bad) > 0 {
-				r.readRepair(ref, slices.Clone(data), bad)
+				r.readRepair(ref, data, bad)
 			}
 			return data, nil
 		}
@@ -99,21 +101,43 @@ func (r *Replicator) getFrom(ctx context.Context, n Node, ref blockstore.Ref) ([
 	return data, nil
 }
 
-// readRepair rewrites the block on nodes in the background.
+// readRepair rewrites the block on nodes in the background, from its own
+// copy of data. If that copy does not fit in the background budget, it
+// queues the nodes for retry instead (the retry fetches the block again).
 func (r *Replicator) readRepair(ref blockstore.Ref, data []byte, nodes []Node) {
-	r.goBackground(func(ctx context.Context) {
-		for _, n := range nodes {
-			op := putOp{r: r, ref: ref, data: data}
-			if err := op.write(ctx, n); err != nil {
-				r.log.Debug("read repair failed", "ref", ref.Short(), "peer", string(n.ID), "err", err)
+	n := int64(len(data))
+	if !r.budget.tryAcquire(n) {
+		r.c.readRepairsSkipped.Add(int64(len(nodes)))
+		r.log.Debug("read repair skipped: background budget spent", "ref", ref.Short(), "nodes", len(nodes))
+		r.queueRetries(ref, nodes)
+		return
+	}
+	data = slices.Clone(data)
+	started := r.goBackground(func(ctx context.Context) {
+		defer r.budget.release(n)
+		for _, nd := range nodes {
+			if err := r.writeTo(ctx, nd, ref, data); err != nil {
+				r.log.Debug("read repair failed", "ref", ref.Short(), "peer", string(nd.ID), "err", err)
 				if !isRefusal(err) {
-					r.retry.add(retryKey{ref, n.ID}, 0, r.cfg.Now().Add(r.backoff(0)))
+					r.queueRetries(ref, []Node{nd})
 				}
 				continue
 			}
 			r.c.readRepairs.Add(1)
 		}
 	})
+	if !started {
+		r.budget.release(n)
+	}
+}
+
+// queueRetries queues (ref, node) for every node, due after the first
+// backoff.
+func (r *Replicator) queueRetries(ref blockstore.Ref, nodes []Node) {
+	due := r.cfg.Now().Add(r.backoff(0))
+	for _, nd := range nodes {
+		r.retry.add(retryKey{ref, nd.ID}, 0, due)
+	}
 }
 
 // fetch reads a good copy of ref from the local store (if useLocal) or from

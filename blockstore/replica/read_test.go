@@ -170,3 +170,30 @@ func TestBlockNodeUsesLocalStore(t *testing.T) {
 		t.Errorf("Fallbacks = %d", s.Fallbacks)
 	}
 }
+
+// TestReadRepairWithoutBudget: a read repair that finds BackgroundBytes
+// spent does not keep the data; the node is queued for retry, which
+// restores the copy.
+func TestReadRepairWithoutBudget(t *testing.T) {
+	c := newCluster(t, 4)
+	gw := c.gateway(func(cfg *Config) { cfg.BackgroundBytes = 100 })
+	b := makeBlock("no-budget-repair", 3000)
+	// The first placement node misses its copy. (Stored directly: a Put
+	// through gw, with this budget, would queue retries of its own.)
+	pl := c.placement(b.ref)
+	first := pl[0]
+	for _, n := range pl[1:] {
+		if err := n.store.Put(context.Background(), b.ref, b.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := gw.Get(context.Background(), b.ref)
+	if err != nil || string(got) != string(b.data) {
+		t.Fatalf("Get = %v", err)
+	}
+	if s := gw.Stats(); s.ReadRepairsSkipped != 1 || s.ReadRepairs != 0 {
+		t.Errorf("stats %+v: want the read repair skipped", s)
+	}
+	waitFor(t, "the retry to restore the copy", func() bool { return first.hasGood(b.ref, b.data) })
+	waitFor(t, "the retry to be counted", func() bool { return gw.Stats().RetriesOK == 1 })
+}

@@ -26,7 +26,7 @@ type RepairReport struct {
 	Pushed      int64    // copies written to placement nodes that lacked them
 	BytesPushed int64    // their bytes
 	HandedOff   int64    // local copies deleted because this node does not place them and all R placement nodes confirmed theirs
-	Failed      int64    // copies that could not be checked or pushed
+	Failed      int64    // copies that could not be checked, read locally, pushed or handed off
 	Unreachable []NodeID // placement nodes that did not answer (their copies count in Failed)
 }
 
@@ -39,8 +39,10 @@ var errNoLocal = fmt.Errorf("%w: replica: no local store (gateway-only node)", b
 // when this node is not a placement node of the block and all R placement
 // nodes now confirm they hold it. Only one RepairNow runs at a time. It
 // needs Local (ErrInvalidArgument otherwise). A node that does not answer
-// is skipped for the rest of the walk; the error is ctx's or the local
-// store's, never a peer's (see the report).
+// is skipped for the rest of the walk, and a block that cannot be read
+// locally (or handed off) is counted in Failed and skipped; the error is
+// ctx's, ErrClosed (the Replicator or the local store closed) or the local
+// store's failure to enumerate, never a peer's (see the report).
 func (r *Replicator) RepairNow(ctx context.Context) (RepairReport, error) {
 	var rep RepairReport
 	if r.cfg.Local == nil {
@@ -50,6 +52,9 @@ func (r *Replicator) RepairNow(ctx context.Context) (RepairReport, error) {
 		return rep, errClosed
 	}
 	defer r.leave()
+	caller := ctx
+	ctx, cancel := r.bind(ctx)
+	defer cancel()
 	r.repairMu.Lock()
 	defer r.repairMu.Unlock()
 
@@ -60,7 +65,7 @@ func (r *Replicator) RepairNow(ctx context.Context) (RepairReport, error) {
 		unreachable: make(map[NodeID]bool),
 		rep:         &rep,
 	}
-	err := r.walkLocal(ctx, w.batch)
+	err := r.callErr(caller, r.walkLocal(ctx, w.batch))
 	for id := range w.unreachable {
 		rep.Unreachable = append(rep.Unreachable, id)
 	}
@@ -228,7 +233,7 @@ func (w *repairWalk) item(ctx context.Context, it *repairItem) error {
 	r := w.r
 	ref := it.info.Ref
 	var data []byte
-	for _, n := range it.placement {
+	for i, n := range it.placement {
 		if it.confirmed[n.ID] {
 			continue
 		}
@@ -249,7 +254,18 @@ func (w *repairWalk) item(ctx context.Context, it *repairItem) error {
 					// node's repairer covers it.
 					return nil
 				}
-				return fmt.Errorf("replica: repair: read local %s: %w", ref.Short(), err)
+				if errors.Is(err, blockstore.ErrClosed) {
+					return fmt.Errorf("replica: repair: read local %s: %w", ref.Short(), err)
+				}
+				// One unreadable block must not stop the repair of all
+				// the others: the copies it owes count as failed.
+				r.log.Warn("repair: cannot read local copy", "ref", ref.Short(), "err", err)
+				for _, m := range it.placement[i:] {
+					if !it.confirmed[m.ID] {
+						w.rep.Failed++
+					}
+				}
+				return nil
 			}
 		}
 		if err := waitBytes(ctx, r.repairLim, int64(len(data))); err != nil {
@@ -292,7 +308,12 @@ func (w *repairWalk) item(ctx context.Context, it *repairItem) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("replica: repair: hand off %s: %w", ref.Short(), err)
+		if errors.Is(err, blockstore.ErrClosed) {
+			return fmt.Errorf("replica: repair: hand off %s: %w", ref.Short(), err)
+		}
+		r.log.Warn("repair: hand off failed", "ref", ref.Short(), "err", err)
+		w.rep.Failed++
+		return nil
 	}
 	if deleted {
 		w.rep.HandedOff++

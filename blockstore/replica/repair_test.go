@@ -385,3 +385,194 @@ func TestWalkLocalBatches(t *testing.T) {
 		t.Error("a block was seen twice")
 	}
 }
+
+// TestWalkLocalReadErrors: a local block that cannot be read is counted as
+// failed and the walk goes on with the next one; only a closed store (or
+// ctx) ends it.
+func TestWalkLocalReadErrors(t *testing.T) {
+	errIO := errors.New("test: read error")
+	for _, tc := range []struct {
+		name    string
+		scrub   bool
+		err     error
+		wantErr error // nil: the walk completes
+	}{
+		{"repair, read error", false, errIO, nil},
+		{"repair, store closed", false, fmt.Errorf("%w: test", blockstore.ErrClosed), blockstore.ErrClosed},
+		{"scrub, read error", true, errIO, nil},
+		{"scrub, store closed", true, fmt.Errorf("%w: test", blockstore.ErrClosed), blockstore.ErrClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 3)
+			n1 := c.nodes[0]
+			blocks := makeBlocks("unreadable", 20, 300)
+			for _, b := range blocks {
+				if err := n1.store.Put(context.Background(), b.ref, b.data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The first block of the walk cannot be read.
+			slices.SortFunc(blocks, func(a, b testBlock) int { return bytes.Compare(a.ref[:], b.ref[:]) })
+			bad := blocks[0].ref
+			r := c.replicator(n1.id, func(cfg *Config) {
+				cfg.Local = &hookStore{Store: n1.store, getErr: func(ref blockstore.Ref) error {
+					if ref == bad {
+						return tc.err
+					}
+					return nil
+				}}
+			})
+			var failed int64
+			var err error
+			if tc.scrub {
+				var rep ScrubReport
+				rep, err = r.ScrubNow(context.Background())
+				failed = rep.Failed
+				if tc.wantErr == nil && rep.Scanned != int64(len(blocks)-1) {
+					t.Errorf("scanned %d, want %d", rep.Scanned, len(blocks)-1)
+				}
+			} else {
+				var rep RepairReport
+				rep, err = r.RepairNow(context.Background())
+				failed = rep.Failed
+				if tc.wantErr == nil && rep.Pushed != int64(2*(len(blocks)-1)) {
+					t.Errorf("pushed %d, want %d", rep.Pushed, 2*(len(blocks)-1))
+				}
+			}
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("walk = %v, want %v", err, tc.wantErr)
+				}
+				if c.nodes[1].puts.Load()+c.nodes[2].puts.Load() != 0 {
+					t.Error("the walk went on after the store closed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("walk = %v, want it to go on past the unreadable block", err)
+			}
+			if failed == 0 {
+				t.Error("the unreadable block was not counted as failed")
+			}
+			if !tc.scrub {
+				c.wantPlaced(blocks[1:])
+			}
+		})
+	}
+}
+
+// TestCloseCancelsManualCalls: Close does not wait for a RepairNow,
+// ScrubNow or RepairBlock that a caller started with a ctx that never
+// ends: it cancels them.
+func TestCloseCancelsManualCalls(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		call func(r *Replicator, ctx context.Context, ref blockstore.Ref) error
+		mod  func(cfg *Config)
+	}{
+		{"RepairNow at 1 byte/s", func(r *Replicator, ctx context.Context, _ blockstore.Ref) error {
+			_, err := r.RepairNow(ctx)
+			return err
+		}, func(cfg *Config) { cfg.RepairRate = 1 }},
+		{"ScrubNow at 1 byte/s", func(r *Replicator, ctx context.Context, _ blockstore.Ref) error {
+			_, err := r.ScrubNow(ctx)
+			return err
+		}, func(cfg *Config) { cfg.ScrubRate = 1 }},
+		{"RepairBlock stuck in the store", func(r *Replicator, ctx context.Context, ref blockstore.Ref) error {
+			return r.RepairBlock(ctx, ref)
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 3)
+			n1 := c.nodes[0]
+			b := makeBlock("close-"+tc.name, 1024)
+			if err := n1.store.Put(context.Background(), b.ref, b.data); err != nil {
+				t.Fatal(err)
+			}
+			entered, enter := signal()
+			r := c.replicator(n1.id, func(cfg *Config) {
+				cfg.Local = &hookStore{
+					Store:       n1.store,
+					onEnumerate: func(context.Context) error { enter(); return nil },
+					onHas: func(ctx context.Context) error {
+						enter()
+						<-ctx.Done()
+						return ctx.Err()
+					},
+				}
+				if tc.mod != nil {
+					tc.mod(cfg)
+				}
+			})
+			// The caller's ctx ends only if the test fails, so that the
+			// cleanup's Close can return.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			called := make(chan error, 1)
+			go func() { called <- tc.call(r, ctx, b.ref) }()
+			<-entered
+			closed := make(chan struct{})
+			go func() {
+				r.Close()
+				close(closed)
+			}()
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				cancel()
+				<-closed
+				t.Fatal("Close waited for the call")
+			}
+			if err := <-called; !errors.Is(err, blockstore.ErrClosed) {
+				t.Errorf("the call returned %v, want ErrClosed", err)
+			}
+		})
+	}
+}
+
+// TestRepairBlockCallersKeepTheirCtx: concurrent RepairBlock calls for one
+// ref share the work, but the first caller going away does not fail the
+// others: each waits on its own ctx.
+func TestRepairBlockCallersKeepTheirCtx(t *testing.T) {
+	c := newCluster(t, 3)
+	gw := c.gateway(nil)
+	b := makeBlock("shared-repair", 700)
+	c.putAll(gw, []testBlock{b})
+	n1 := c.nodes[0]
+	if ok, err := n1.store.Delete(context.Background(), b.ref, time.Now().Add(time.Hour)); !ok || err != nil {
+		t.Fatalf("Delete = %v, %v", ok, err)
+	}
+	entered, enter := signal()
+	release := make(chan struct{})
+	r := c.replicator(n1.id, func(cfg *Config) {
+		cfg.Local = &hookStore{Store: n1.store, onHas: func(ctx context.Context) error {
+			enter()
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}}
+	})
+	ctxA, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	doneA := make(chan error, 1)
+	go func() { doneA <- r.RepairBlock(ctxA, b.ref) }()
+	<-entered
+	doneB := make(chan error, 1)
+	go func() { doneB <- r.RepairBlock(context.Background(), b.ref) }()
+	waitFor(t, "the second call to join the first", func() bool { return r.flightWaiters(b.ref) == 1 })
+
+	cancelA()
+	if err := <-doneA; !errors.Is(err, context.Canceled) {
+		t.Errorf("the canceled caller got %v, want context.Canceled", err)
+	}
+	close(release)
+	if err := <-doneB; err != nil {
+		t.Fatalf("the second caller got %v, want the shared repair's success", err)
+	}
+	if !n1.hasGood(b.ref, b.data) {
+		t.Error("the local copy was not restored")
+	}
+}

@@ -26,6 +26,7 @@ type Replicator struct {
 
 	retry   *retryQueue
 	corrupt *corruptQueue
+	budget  *byteBudget // data held by background writes and read repairs
 
 	repairMu sync.Mutex // one RepairNow at a time
 	scrubMu  sync.Mutex // one ScrubNow at a time
@@ -52,6 +53,7 @@ type counters struct {
 	repairsPushed, bytesPushed, handoffs                     atomic.Int64
 	scrubbed, corruptFound, repaired                         atomic.Int64
 	corruptDropped                                           atomic.Int64
+	backgroundSkipped, readRepairsSkipped                    atomic.Int64
 }
 
 // Stats are a Replicator's counters since New.
@@ -76,6 +78,10 @@ type Stats struct {
 	CorruptFound   int64 // local copies the scrubber found corrupt
 	Repaired       int64 // local copies restored from other replicas
 	CorruptDropped int64 // OnCorrupt repairs dropped because their queue was full
+
+	BackgroundBytesHeld int64 // block data held now by background writes and read repairs
+	BackgroundSkipped   int64 // writes cancelled or not run after their Put returned, for lack of BackgroundBytes (queued for retry)
+	ReadRepairsSkipped  int64 // read repairs not run for lack of BackgroundBytes (queued for retry)
 }
 
 // New returns a Replicator. It does no I/O; call Start to run the
@@ -93,6 +99,7 @@ func New(cfg Config) (*Replicator, error) {
 		scrubLim:  newLimiter(cfg.ScrubRate),
 		retry:     newRetryQueue(cfg.RetryQueueSize),
 		corrupt:   newCorruptQueue(corruptQueueSize),
+		budget:    newByteBudget(cfg.BackgroundBytes),
 		flights:   make(map[blockstore.Ref]*flight),
 		base:      base,
 		cancel:    cancel,
@@ -157,8 +164,9 @@ func (r *Replicator) Start(ctx context.Context) {
 
 // Close stops the background work, cancels the writes still running
 // behind returned Puts (the repairers of the nodes that hold the block
-// complete them later) and waits for all of it. Calls after Close fail
-// with ErrClosed. It does not close Local.
+// complete them later) and the RepairNow, ScrubNow and RepairBlock calls in
+// progress (they return ErrClosed), and waits for all of it. Calls after
+// Close fail with ErrClosed. It does not close Local.
 func (r *Replicator) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -189,16 +197,38 @@ func (r *Replicator) enter() bool {
 
 func (r *Replicator) leave() { r.wg.Done() }
 
-// goBackground runs fn in a goroutine that Close waits for and cancels; it
-// does nothing after Close.
-func (r *Replicator) goBackground(fn func(ctx context.Context)) {
+// goBackground runs fn in a goroutine that Close waits for and cancels,
+// and reports whether it did: after Close it does nothing.
+func (r *Replicator) goBackground(fn func(ctx context.Context)) bool {
 	if !r.enter() {
-		return
+		return false
 	}
 	go func() {
 		defer r.leave()
 		fn(r.base)
 	}()
+	return true
+}
+
+// bind returns a ctx for a call that Close waits for (RepairNow, ScrubNow,
+// RepairBlock): it ends with the caller's ctx, and also when the
+// Replicator closes, so that Close never waits on a caller's ctx.
+func (r *Replicator) bind(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(r.base, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// callErr is the error of a call that ran on a ctx from bind: ErrClosed if
+// Close cut it short while the caller's own ctx was live, else err.
+func (r *Replicator) callErr(caller context.Context, err error) error {
+	if err != nil && caller.Err() == nil && r.base.Err() != nil {
+		return errClosed
+	}
+	return err
 }
 
 var errClosed = fmt.Errorf("%w: replica: replicator closed", blockstore.ErrClosed)
@@ -228,6 +258,10 @@ func (r *Replicator) Stats() Stats {
 		CorruptFound:   c.corruptFound.Load(),
 		Repaired:       c.repaired.Load(),
 		CorruptDropped: c.corruptDropped.Load(),
+
+		BackgroundBytesHeld: r.budget.inUse(),
+		BackgroundSkipped:   c.backgroundSkipped.Load(),
+		ReadRepairsSkipped:  c.readRepairsSkipped.Load(),
 	}
 }
 
@@ -244,9 +278,12 @@ func (r *Replicator) peer(ctx context.Context, n Node) (Peer, error) {
 }
 
 // isRefusal reports whether err is a node refusing the block itself (the
-// writer's fault), as opposed to the node failing.
+// writer's fault), as opposed to the node failing. Only ErrTooLarge is: the
+// bytes a Replicator sends are verified (by Put, or on every read), so a
+// node that answers ErrHashMismatch has failed (its memory, its disk path
+// or the network), and another node may well take the block.
 func isRefusal(err error) bool {
-	return errors.Is(err, blockstore.ErrHashMismatch) || errors.Is(err, blockstore.ErrTooLarge)
+	return errors.Is(err, blockstore.ErrTooLarge)
 }
 
 func nodeIndex(nodes []Node, id NodeID) int {

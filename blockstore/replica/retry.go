@@ -85,9 +85,11 @@ func (r *Replicator) retryOne(ctx context.Context, e *retryEntry) {
 	case ctx.Err() != nil:
 		// Closing; the repairer is the backstop.
 	case errors.Is(err, blockstore.ErrNotFound) || errors.Is(err, blockstore.ErrDiskFull) || isRefusal(err):
-		// No copy left to spread, a refused block, or a full node that
-		// would make every retry fetch the block for nothing: the
-		// repairers, at their own pace, are the backstop.
+		// No copy left to spread, a refused (too large) block, or a full
+		// node that would make every retry fetch the block for nothing:
+		// the repairers, at their own pace, are the backstop. (A node
+		// that answers ErrHashMismatch to verified bytes has failed and
+		// is retried like any other.)
 		r.log.Warn("retry dropped", "ref", ref.Short(), "peer", string(id), "err", err)
 	default:
 		r.c.retriesFailed.Add(1)
@@ -111,6 +113,5 @@ func (r *Replicator) pushTo(ctx context.Context, ref blockstore.Ref, n Node, liv
 	if err != nil {
 		return err
 	}
-	op := putOp{r: r, ref: ref, data: data}
-	return op.write(ctx, n)
+	return r.writeTo(ctx, n, ref, data)
 }

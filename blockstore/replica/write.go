@@ -2,7 +2,6 @@ package replica
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -15,14 +14,19 @@ import (
 // have acknowledged durably. A placement node that fails before the quorum
 // is reached is replaced by the next node in rendezvous order (a sloppy
 // write, moved to its proper place later by the repairer of the node that
-// took it). The other writes continue in the background, detached from ctx
-// but bounded by PutTimeout; a placement node that misses its copy goes to
-// the retry queue.
+// took it). A node that answers ErrHashMismatch has failed like any other:
+// the bytes were verified here, so the node or the network is at fault.
+//
+// The writes still running when Put returns continue in the background,
+// detached from ctx but bounded by PutTimeout, as long as their data fits
+// in BackgroundBytes; if it does not, they are cancelled. A placement node
+// that misses its copy either way goes to the retry queue.
 //
 // Errors: ErrUnavailable when fewer than W nodes acknowledged (or fewer
-// than W are live); a node's ErrHashMismatch or ErrTooLarge as is; ctx's
-// error if ctx ends first (the writes go on). Put does not retain data
-// after it returns (it writes from its own copy).
+// than W are live); a node's ErrTooLarge as is (the block is refused);
+// ctx's error if ctx ends first (the writes go on, within the same
+// budget). Put does not retain data after it returns (it writes from its
+// own copy).
 func (r *Replicator) Put(ctx context.Context, ref blockstore.Ref, data []byte) error {
 	if err := ref.Verify(data); err != nil {
 		return err
@@ -40,30 +44,32 @@ func (r *Replicator) Put(ctx context.Context, ref blockstore.Ref, data []byte) e
 			blockstore.ErrUnavailable, ref.Short(), len(order), r.cfg.W)
 	}
 	op := &putOp{
-		r:     r,
-		ref:   ref,
-		data:  slices.Clone(data),
-		order: order,
-		done:  make(chan error, 1),
+		r:          r,
+		ref:        ref,
+		order:      order,
+		done:       make(chan error, 1),
+		callerGone: make(chan struct{}),
 	}
+	data = slices.Clone(data)
 	go func() {
 		defer r.leave()
-		op.run(r.base)
+		op.run(r.base, data)
 	}()
 	select {
 	case err := <-op.done:
 		return err
 	case <-ctx.Done():
+		close(op.callerGone)
 		return ctx.Err()
 	}
 }
 
 type putOp struct {
-	r     *Replicator
-	ref   blockstore.Ref
-	data  []byte
-	order []Node     // all live nodes, in placement order
-	done  chan error // receives the outcome once (buffer 1)
+	r          *Replicator
+	ref        blockstore.Ref
+	order      []Node        // all live nodes, in placement order
+	done       chan error    // receives the outcome once (buffer 1)
+	callerGone chan struct{} // closed when Put returned before the outcome
 }
 
 type putResult struct {
@@ -73,14 +79,23 @@ type putResult struct {
 
 // run drives the writes of one Put until every write it started has
 // ended; it reports the outcome on op.done as soon as it is known.
-func (op *putOp) run(ctx context.Context) {
+//
+// Once the Put has returned (the outcome is known, or its caller gave up)
+// while writes are still running, those writes hold data in the
+// background: run takes len(data) from the background budget for them, or,
+// if it does not fit, cancels them and leaves their nodes to the retry
+// queue.
+func (op *putOp) run(base context.Context, data []byte) {
 	r := op.r
+	ctx, cancel := context.WithCancel(base)
+	defer cancel()
 	nR := min(r.cfg.R, len(op.order))
 	results := make(chan putResult, len(op.order))
 	inflight := 0
 	launch := func(i int) {
 		inflight++
-		go func() { results <- putResult{i, op.write(ctx, op.order[i])} }()
+		n, d := op.order[i], data
+		go func() { results <- putResult{i, r.writeTo(ctx, n, op.ref, d)} }()
 	}
 	for i := range nR {
 		launch(i)
@@ -88,10 +103,41 @@ func (op *putOp) run(ctx context.Context) {
 	next := nR
 	acks := 0
 	decided, refused := false, false
+	background, skipped := false, false
+	var held int64
+	defer func() {
+		if held > 0 {
+			r.budget.release(held)
+		}
+	}()
+	// detach is called once, when the Put no longer waits for writes
+	// still running.
+	detach := func() {
+		background = true
+		if n := int64(len(data)); r.budget.tryAcquire(n) {
+			held = n
+			return
+		}
+		skipped = true
+		r.c.backgroundSkipped.Add(int64(inflight))
+		r.log.Debug("replica writes skipped: background budget spent", "ref", op.ref.Short(), "writes", inflight)
+		cancel()
+		data = nil // the writes in flight have their own reference until they end
+	}
+	callerGone := op.callerGone
 	var missed []Node // placement nodes that did not get their copy
 	var lastErr error
 	for inflight > 0 {
-		res := <-results
+		var res putResult
+		select {
+		case res = <-results:
+		case <-callerGone:
+			callerGone = nil
+			if !decided && !background {
+				detach()
+			}
+			continue
+		}
 		inflight--
 		node := op.order[res.idx]
 		if res.err == nil {
@@ -103,25 +149,32 @@ func (op *putOp) run(ctx context.Context) {
 				r.c.fillsOK.Add(1)
 			} else if acks >= r.cfg.W {
 				decided = true
+				if inflight > 0 && !background {
+					detach()
+				}
 				op.done <- nil
 			}
 			continue
 		}
 		lastErr = res.err
 		r.log.Debug("replica write failed", "ref", op.ref.Short(), "peer", string(node.ID), "err", res.err)
-		if isRefusal(res.err) && !decided {
-			// The block itself is at fault; the caller hears it as is.
-			decided, refused = true, true
-			op.done <- fmt.Errorf("replica: put %s on %s: %w", op.ref.Short(), node.ID, res.err)
+		if isRefusal(res.err) {
+			if !decided {
+				// The block itself is at fault; the caller hears it as
+				// is, and the other writes would be refused too.
+				decided, refused = true, true
+				cancel()
+				op.done <- fmt.Errorf("replica: put %s on %s: %w", op.ref.Short(), node.ID, res.err)
+			}
 			continue
 		}
-		if decided {
+		if decided && !refused && !skipped {
 			r.c.fillsFailed.Add(1)
 		}
-		if res.idx < nR && !errors.Is(res.err, blockstore.ErrTooLarge) {
+		if res.idx < nR {
 			missed = append(missed, node)
 		}
-		if !decided && next < len(op.order) {
+		if !decided && !skipped && next < len(op.order) {
 			launch(next)
 			next++
 		}
@@ -140,13 +193,13 @@ func (op *putOp) run(ctx context.Context) {
 	}
 }
 
-// write puts the block on one node, bounded by PutTimeout.
-func (op *putOp) write(ctx context.Context, n Node) error {
-	ctx, cancel := context.WithTimeout(ctx, op.r.cfg.PutTimeout)
+// writeTo puts the block on one node, bounded by PutTimeout.
+func (r *Replicator) writeTo(ctx context.Context, n Node, ref blockstore.Ref, data []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.PutTimeout)
 	defer cancel()
-	p, err := op.r.peer(ctx, n)
+	p, err := r.peer(ctx, n)
 	if err != nil {
 		return err
 	}
-	return p.Put(ctx, op.ref, op.data)
+	return p.Put(ctx, ref, data)
 }

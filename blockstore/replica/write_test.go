@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -264,5 +265,123 @@ func TestClosed(t *testing.T) {
 	}
 	if err := gw.Close(); err != nil {
 		t.Errorf("second Close = %v", err)
+	}
+}
+
+// TestPutNodeHashMismatchIsNodeFailure: Put verified the bytes itself, so
+// a node that answers ErrHashMismatch (its fault, or the network's) is a
+// failed node: the write moves on to the next node and succeeds, and the
+// node gets its copy from the retry queue once it behaves.
+func TestPutNodeHashMismatchIsNodeFailure(t *testing.T) {
+	c := newCluster(t, 4)
+	gw := c.gateway(nil)
+	b := makeBlock("node-mismatch", 500)
+	order := c.order(b.ref)
+	order[0].setPutErr(fmt.Errorf("%w: flipped on the wire", blockstore.ErrHashMismatch))
+	// order[1] acknowledges only after order[0] has failed, so the quorum
+	// needs the spare.
+	release := order[1].blockPuts()
+	done := make(chan error, 1)
+	go func() { done <- gw.Put(context.Background(), b.ref, b.data) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		release()
+		t.Fatal("Put did not return")
+	}
+	release()
+	if err != nil {
+		t.Fatalf("Put = %v, want success through the spare", err)
+	}
+	if !order[3].hasGood(b.ref, b.data) {
+		t.Error("the spare did not get the block")
+	}
+	if s := gw.Stats(); s.SloppyWrites != 1 || s.QuorumFailures != 0 {
+		t.Errorf("stats %+v, want 1 sloppy write", s)
+	}
+	order[0].setPutErr(nil)
+	waitFor(t, "the retry queue to give the node its copy", func() bool { return order[0].hasGood(b.ref, b.data) })
+}
+
+// TestBackgroundBytesBounded: with one placement node hanging, the writes
+// that go on after Put returned hold at most BackgroundBytes of data; the
+// others are cancelled and their node queued for retry, which holds no
+// data.
+func TestBackgroundBytesBounded(t *testing.T) {
+	const size, n, fit = 1000, 10, 3
+	c := newCluster(t, 3)
+	gw := c.gateway(func(cfg *Config) {
+		cfg.BackgroundBytes = fit * size
+		cfg.RetryBackoffMin, cfg.RetryBackoffMax = time.Hour, time.Hour // keep the retries queued
+	})
+	hung := c.nodes[0]
+	release := sync.OnceFunc(hung.blockPuts())
+	defer release()
+	blocks := makeBlocks("budget", n, size)
+	for _, b := range blocks {
+		if err := gw.Put(context.Background(), b.ref, b.data); err != nil {
+			t.Fatalf("Put = %v", err)
+		}
+	}
+	// The budget is settled before Put returns.
+	s := gw.Stats()
+	if s.BackgroundSkipped != n-fit || s.BackgroundBytesHeld != fit*size {
+		t.Fatalf("stats %+v: want %d writes skipped and %d bytes held", s, n-fit, fit*size)
+	}
+	waitFor(t, "the skipped writes to be cancelled", func() bool { return hung.putsWaiting.Load() == fit })
+	waitFor(t, "the skipped nodes to be queued", func() bool { return gw.Stats().RetryQueueLen == n-fit })
+
+	release()
+	waitFor(t, "the budgeted writes to land", func() bool { return gw.Stats().FillsOK == fit })
+	waitFor(t, "the budget to be returned", func() bool { return gw.Stats().BackgroundBytesHeld == 0 })
+	held := 0
+	for _, b := range blocks {
+		if hung.has(b.ref) {
+			held++
+		}
+	}
+	if held != fit {
+		t.Errorf("the hung node holds %d blocks, want the %d budgeted", held, fit)
+	}
+	// The repairers are the backstop of the queue.
+	c.repairAll()
+	c.wantPlaced(blocks)
+}
+
+// TestBackgroundBytesCallerGone: a Put whose caller gave up before the
+// quorum holds no data without budget: its writes are cancelled.
+func TestBackgroundBytesCallerGone(t *testing.T) {
+	c := newCluster(t, 3)
+	gw := c.gateway(func(cfg *Config) { cfg.BackgroundBytes = 10 })
+	b := makeBlock("gone", 100)
+	for _, n := range c.nodes {
+		defer n.blockPuts()()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Put(ctx, b.ref, b.data) }()
+	waitFor(t, "writes to start", func() bool {
+		for _, n := range c.nodes {
+			if n.putsWaiting.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put = %v, want context.Canceled", err)
+	}
+	waitFor(t, "the writes to be cancelled", func() bool {
+		for _, n := range c.nodes {
+			if n.putsWaiting.Load() != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if s := gw.Stats(); s.BackgroundSkipped != 3 || s.BackgroundBytesHeld != 0 || s.RetryQueueLen != 0 {
+		t.Errorf("stats %+v: want 3 skipped, nothing held, nothing queued (no node has the block)", s)
 	}
 }
