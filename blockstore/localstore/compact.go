@@ -208,7 +208,9 @@ func (s *Store) move(ctx context.Context, id uint32, off int64, ref blockstore.R
 		if err != nil {
 			return err
 		}
-		if err := s.commitLocation(ref, nloc, &loc, nseg); err != nil {
+		err = s.commitLocation(ref, nloc, &loc)
+		s.unpin(nseg)
+		if err != nil {
 			return err
 		}
 		s.st.compaction.Add(loc.recordLen())

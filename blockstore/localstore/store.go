@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -126,20 +127,63 @@ func (s *Store) loadSegments() error {
 	if err != nil {
 		return fmt.Errorf("localstore: index: %w", err)
 	}
+	type entry struct {
+		ref blockstore.Ref
+		loc location
+	}
+	var torn []entry
+	var last [2]uint32 // the two highest segments with live records
 	for ok := it.First(); ok; ok = it.Next() {
 		loc, valid := decodeLocation(it.Value())
 		seg := s.segs[loc.seg]
-		if !valid || seg == nil || loc.off+loc.recordLen() > seg.size {
+		if !valid || len(it.Key()) != 33 || seg == nil {
 			key := slices.Clone(it.Key())
 			_ = it.Close()
-			return fmt.Errorf("%w: localstore index entry %x points outside the segments", blockstore.ErrCorrupt, key)
+			return fmt.Errorf("%w: localstore index entry %x names no segment file (wrong or damaged directory)", blockstore.ErrCorrupt, key)
+		}
+		ref := blockstore.Ref(it.Key()[1:])
+		if loc.off+loc.recordLen() > seg.size {
+			// A Put in flight at a crash: its index entry became durable
+			// but its record did not (the two are synced in parallel). It
+			// was never acknowledged.
+			torn = append(torn, entry{ref, loc})
+			continue
 		}
 		seg.live += loc.recordLen()
 		s.st.blocks.Add(1)
 		s.st.bytes.Add(int64(loc.length))
+		if loc.seg > last[0] {
+			last[0], last[1] = loc.seg, last[0]
+		} else if loc.seg > last[1] && loc.seg != last[0] {
+			last[1] = loc.seg
+		}
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("localstore: index: %w", err)
+	}
+	for _, e := range torn {
+		if err := s.dropIndexEntry(e.ref, e.loc); err != nil {
+			return err
+		}
+	}
+	// Records that were being written at a crash can only be in the last
+	// segment (or the one before it, for writers that reserved space just
+	// before a roll). Their index entries may be durable while their bytes
+	// are not: verify those segments' records now, so Has never reports a
+	// copy this node does not really have.
+	dropped := len(torn)
+	for i, id := range last {
+		if (i == 1 && id == last[0]) || s.segs[id] == nil || s.segs[id].live == 0 {
+			continue
+		}
+		n, err := s.verifySegment(id)
+		if err != nil {
+			return err
+		}
+		dropped += n
+	}
+	if dropped > 0 {
+		s.log.Warn("dropped index entries of records not fully written before a crash", "count", dropped)
 	}
 	removed := false
 	for id, seg := range s.segs {
@@ -158,6 +202,63 @@ func (s *Store) loadSegments() error {
 		}
 	}
 	return s.rollLocked()
+}
+
+// dropIndexEntry removes an index entry found bad while opening (its
+// record was not durable), adjusting the counts loadSegments made.
+func (s *Store) dropIndexEntry(ref blockstore.Ref, loc location) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Delete(blockKey(ref), nil)
+	_ = b.Delete(segKey(loc.seg, loc.off), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("localstore: index: %w", err)
+	}
+	return nil
+}
+
+// verifySegment reads and verifies every indexed record of segment id
+// while opening, dropping the index entries of bad ones. It returns how
+// many it dropped.
+func (s *Store) verifySegment(id uint32) (int, error) {
+	lo, hi := segKey(id, 0), segKey(id, math.MaxInt64)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, fmt.Errorf("localstore: index: %w", err)
+	}
+	var refs []blockstore.Ref
+	for ok := it.First(); ok; ok = it.Next() {
+		if len(it.Value()) == len(blockstore.Ref{}) {
+			refs = append(refs, blockstore.Ref(it.Value()))
+		}
+	}
+	if err := it.Close(); err != nil {
+		return 0, fmt.Errorf("localstore: index: %w", err)
+	}
+	seg := s.segs[id]
+	dropped := 0
+	for _, ref := range refs {
+		loc, ok, err := s.lookup(ref)
+		if err != nil {
+			return dropped, err
+		}
+		if !ok || loc.seg != id {
+			continue
+		}
+		buf := make([]byte, loc.recordLen())
+		_, rerr := seg.f.ReadAt(buf, loc.off)
+		if rerr == nil && checkHeader(buf, ref, loc.length) && ref.Verify(buf[headerSize:]) == nil {
+			continue
+		}
+		if err := s.dropIndexEntry(ref, loc); err != nil {
+			return dropped, err
+		}
+		seg.live -= loc.recordLen()
+		s.st.blocks.Add(-1)
+		s.st.bytes.Add(-int64(loc.length))
+		dropped++
+	}
+	return dropped, nil
 }
 
 // rollLocked seals the active segment and starts a new one. segMu held (or
@@ -328,12 +429,30 @@ func (s *Store) Put(ctx context.Context, ref blockstore.Ref, data []byte) error 
 		s.st.corrupt.Add(1)
 		s.log.Warn("corrupt block copy replaced by a Put", "ref", ref.String(), "segment", loc.seg, "offset", loc.off)
 	}
-	loc, seg, err := s.writeRecord(ref, data, now)
+	loc, seg, ticket, err := s.appendRecord(ref, data, now)
 	if err != nil {
 		return err
 	}
-	if err := s.commitLocation(ref, loc, nil, seg); err != nil {
-		return err
+	// The record's fdatasync and the index commit run in parallel: the
+	// index entry may become durable before the bytes, which is safe
+	// because the Put is acknowledged only after both, Open drops or
+	// verifies what a crash can leave in between (see loadSegments), and
+	// every read verifies anyway.
+	synced := make(chan error, 1)
+	go func() { synced <- seg.sync.wait(ticket) }()
+	ierr := s.commitLocation(ref, loc, nil)
+	if derr := <-synced; derr != nil {
+		s.fail(derr)
+		if ierr == nil {
+			// The bytes may be lost: do not leave the entry behind.
+			_ = s.unindex(ref, loc)
+		}
+		s.unpin(seg)
+		return fmt.Errorf("localstore: %w", derr)
+	}
+	s.unpin(seg)
+	if ierr != nil {
+		return ierr
 	}
 	s.st.puts.Add(1)
 	s.st.bytesPut.Add(int64(len(data)))
@@ -345,13 +464,30 @@ func (s *Store) Put(ctx context.Context, ref blockstore.Ref, data []byte) error 
 // writeRecord appends a record for the block and returns once it is
 // durable. On success the segment stays pinned as being written (so
 // compaction cannot take it for dead before the index points into it):
-// the caller must pass it to commitLocation, which unpins it. On failure
-// the reserved space is dead (never indexed) and nothing stays pinned.
+// the caller unpins it once commitLocation has counted the record live.
+// On failure the reserved space is dead (never indexed) and nothing stays
+// pinned.
 func (s *Store) writeRecord(ref blockstore.Ref, data []byte, storedAt int64) (location, *segment, error) {
+	loc, seg, ticket, err := s.appendRecord(ref, data, storedAt)
+	if err != nil {
+		return location{}, nil, err
+	}
+	if err := seg.sync.wait(ticket); err != nil {
+		s.unpin(seg)
+		s.fail(err)
+		return location{}, nil, fmt.Errorf("localstore: %w", err)
+	}
+	return loc, seg, nil
+}
+
+// appendRecord writes the block's record to the end of the active segment
+// (to the page cache) and returns its location, the segment pinned as
+// being written, and the sync ticket that makes the record durable.
+func (s *Store) appendRecord(ref blockstore.Ref, data []byte, storedAt int64) (location, *segment, uint64, error) {
 	recLen := headerSize + int64(len(data))
 	seg, off, err := s.reserve(recLen)
 	if err != nil {
-		return location{}, nil, err
+		return location{}, nil, 0, err
 	}
 	var hdr [headerSize]byte
 	encodeHeader(hdr[:], ref, len(data))
@@ -361,15 +497,10 @@ func (s *Store) writeRecord(ref blockstore.Ref, data []byte, storedAt int64) (lo
 	}
 	if err != nil {
 		s.unpin(seg)
-		return location{}, nil, diskFull(err, "localstore: write block")
+		return location{}, nil, 0, diskFull(err, "localstore: write block")
 	}
 	s.st.recordBytes.Add(recLen)
-	if err := seg.sync.wait(seg.sync.ticket()); err != nil {
-		s.unpin(seg)
-		s.fail(err)
-		return location{}, nil, fmt.Errorf("localstore: %w", err)
-	}
-	return location{seg: seg.id, off: off, length: len(data), storedAt: storedAt}, seg, nil
+	return location{seg: seg.id, off: off, length: len(data), storedAt: storedAt}, seg, seg.sync.ticket(), nil
 }
 
 // unpin ends a write's hold on its segment.
@@ -377,6 +508,7 @@ func (s *Store) unpin(seg *segment) {
 	s.segMu.Lock()
 	seg.writers--
 	seg.users--
+	s.maybeCompactLocked(seg)
 	f := s.reapLocked(seg)
 	s.segMu.Unlock()
 	s.unlink(seg, f)
@@ -424,11 +556,11 @@ func (s *Store) fail(err error) {
 }
 
 // commitLocation durably points ref at loc (and records loc in the
-// segment's contents), replacing old if given (compaction), and unpins
-// seg, the segment writeRecord wrote loc into — only after loc's bytes
-// count as live, so compaction never sees the segment as dead while the
+// segment's contents), replacing old if given (compaction), and counts
+// loc's record live. The caller holds loc's segment pinned and unpins it
+// only afterwards, so compaction never sees the segment as dead while the
 // index points into it.
-func (s *Store) commitLocation(ref blockstore.Ref, loc location, old *location, seg *segment) error {
+func (s *Store) commitLocation(ref blockstore.Ref, loc location, old *location) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Set(blockKey(ref), loc.encode(), nil)
@@ -436,21 +568,17 @@ func (s *Store) commitLocation(ref blockstore.Ref, loc location, old *location, 
 	if old != nil {
 		_ = b.Delete(segKey(old.seg, old.off), nil)
 	}
-	err := b.Commit(pebble.Sync)
-	s.segMu.Lock()
-	if err == nil {
-		seg.live += loc.recordLen()
-		if old != nil {
-			s.deadLocked(*old)
-		}
-	}
-	seg.writers--
-	seg.users--
-	s.maybeCompactLocked(seg)
-	s.segMu.Unlock()
-	if err != nil {
+	if err := b.Commit(pebble.Sync); err != nil {
 		return diskFull(err, "localstore: index")
 	}
+	s.segMu.Lock()
+	if seg := s.segs[loc.seg]; seg != nil {
+		seg.live += loc.recordLen()
+	}
+	if old != nil {
+		s.deadLocked(*old)
+	}
+	s.segMu.Unlock()
 	return nil
 }
 
