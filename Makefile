@@ -4,7 +4,7 @@ PKGS ?= ./...
 BENCH ?= .
 BENCHTIME ?= 3s
 
-.PHONY: run test fmt-check vet lint bench generate build tidy
+.PHONY: run test fmt-check vet lint bench bench-blockstore generate build tidy
 
 ## run: start the product on its embedded default (a local demo metadata group)
 run:
@@ -28,6 +28,10 @@ lint: fmt-check vet
 ## bench: benchmarks (figures go to BENCHMARKS.md); BENCH=regexp BENCHTIME=...
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m $(PKGS)
+
+## bench-blockstore: block store figures as per-round ratios to same-moment disk references (ROUNDS=5)
+bench-blockstore:
+	bash scripts/bench-blockstore.sh
 
 ## generate: regenerate generated code (protobuf stubs; installs Debian's protoc if missing)
 generate:
