@@ -2,9 +2,9 @@ package blockit
 
 import (
 	"fmt"
-	"sync/atomic"
 	"testing"
 
+	"github.com/coffer-dev/coffer/blockstore"
 	"github.com/coffer-dev/coffer/blockstore/blocktest"
 	"github.com/coffer-dev/coffer/internal/diskref"
 )
@@ -27,23 +27,7 @@ func BenchmarkReplicatedPut(b *testing.B) {
 		for _, w := range []int{2, 3} {
 			b.Run(fmt.Sprintf("PutR3W%d/%s", w, name), func(b *testing.B) {
 				c := newCluster(b, options{nodes: 3, R: 3, W: w})
-				seq := blocktest.NewSeq(size, 3)
-				refs := seq.Refs(b.N)
-				var next atomic.Int64
-				b.SetBytes(int64(size))
-				b.SetParallelism(4)
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					buf := make([]byte, size)
-					for pb.Next() {
-						i := int(next.Add(1) - 1)
-						seq.Fill(buf, i)
-						if err := c.gw.Put(ctx, refs[i], buf); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
+				blocktest.PutParallel(b, size, 3, func(ref blockstore.Ref, data []byte) error { return c.gw.Put(ctx, ref, data) })
 				// Until all R copies are durable.
 				want := int64(b.N) * 3
 				waitFor(b, "all copies", func() bool {

@@ -55,28 +55,6 @@ func BenchmarkSHA256(b *testing.B) {
 	}
 }
 
-// putParallel runs b.N distinct Puts from 8 goroutines (2 per core on the
-// 2-core reference machine is 4; 8 keeps the disk queue full).
-func putParallel(b *testing.B, size int, put func(ref blockstore.Ref, data []byte) error) {
-	seq := blocktest.NewSeq(size, 1)
-	refs := seq.Refs(b.N)
-	var next atomic.Int64
-	b.SetBytes(int64(size))
-	b.SetParallelism(4)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		buf := make([]byte, size)
-		for pb.Next() {
-			i := int(next.Add(1) - 1)
-			seq.Fill(buf, i)
-			if err := put(refs[i], buf); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-}
-
 // procWriteBytes is write_bytes from /proc/self/io: what this process sent
 // to the storage layer, the ground truth for write amplification.
 func procWriteBytes(b *testing.B) int64 {
@@ -106,7 +84,7 @@ func BenchmarkStore(b *testing.B) {
 			}
 			defer s.Close()
 			w0 := procWriteBytes(b)
-			putParallel(b, size, func(ref blockstore.Ref, data []byte) error { return s.Put(ctx, ref, data) })
+			blocktest.PutParallel(b, size, 1, func(ref blockstore.Ref, data []byte) error { return s.Put(ctx, ref, data) })
 			b.StopTimer()
 			st, _ := s.Stats(ctx)
 			b.ReportMetric(st.WriteAmplification(), "wamp")
@@ -219,7 +197,7 @@ func BenchmarkPebbleBlocks(b *testing.B) {
 				}
 				defer db.Close()
 				w0 := procWriteBytes(b)
-				putParallel(b, size, func(ref blockstore.Ref, data []byte) error {
+				blocktest.PutParallel(b, size, 1, func(ref blockstore.Ref, data []byte) error {
 					if err := ref.Verify(data); err != nil {
 						return err
 					}
