@@ -116,31 +116,13 @@ func (s *Store) Compact(ctx context.Context) (CompactReport, error) {
 }
 
 func (s *Store) compactSegment(ctx context.Context, id uint32, limit *rate.Limiter, rep *CompactReport) error {
-	type rec struct {
-		off int64
-		ref blockstore.Ref
-	}
-	var recs []rec
 	if err := s.enter(ctx); err != nil {
 		return err
 	}
-	lo, hi := segKey(id, 0), segKey(id, math.MaxInt64)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		s.ops.RUnlock()
-		return fmt.Errorf("localstore: index: %w", err)
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		_, off, valid := decodeSegKey(it.Key())
-		if !valid || len(it.Value()) != len(blockstore.Ref{}) {
-			continue
-		}
-		recs = append(recs, rec{off: off, ref: blockstore.Ref(it.Value())})
-	}
-	err = it.Close()
+	recs, err := s.segmentContents(id)
 	s.ops.RUnlock()
 	if err != nil {
-		return fmt.Errorf("localstore: index: %w", err)
+		return err
 	}
 	for _, r := range recs {
 		if err := s.move(ctx, id, r.off, r.ref, limit, rep); err != nil {
@@ -165,6 +147,33 @@ func (s *Store) compactSegment(ctx context.Context, id uint32, limit *rate.Limit
 	s.segMu.Unlock()
 	s.unlink(seg, f)
 	return nil
+}
+
+// segRecord is one record the index places in a segment.
+type segRecord struct {
+	off int64
+	ref blockstore.Ref
+}
+
+// segmentContents lists the records the index places in segment id, in
+// offset order.
+func (s *Store) segmentContents(id uint32) ([]segRecord, error) {
+	lo, hi := segKey(id, 0), segKey(id, math.MaxInt64)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, fmt.Errorf("localstore: index: %w", err)
+	}
+	var recs []segRecord
+	for ok := it.First(); ok; ok = it.Next() {
+		_, off, valid := decodeSegKey(it.Key())
+		if valid && len(it.Value()) == len(blockstore.Ref{}) {
+			recs = append(recs, segRecord{off: off, ref: blockstore.Ref(it.Value())})
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("localstore: index: %w", err)
+	}
+	return recs, nil
 }
 
 // move copies one live record out of segment id.
@@ -195,7 +204,7 @@ func (s *Store) move(ctx context.Context, id uint32, off int64, ref blockstore.R
 		if rerr == errMoved {
 			return nil
 		}
-		if rerr != nil || !checkHeader(buf, ref, loc.length) || ref.Verify(buf[headerSize:]) != nil {
+		if recordProblem(buf, rerr, ref, loc.length) != "" {
 			if err := s.unindex(ref, loc); err != nil {
 				return err
 			}

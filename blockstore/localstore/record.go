@@ -16,8 +16,7 @@ import (
 //	_       [3]byte  zero
 //	length  uint32   data length (big endian)
 //	ref     [32]byte SHA-256 of the data
-//	hcrc    uint32   CRC-32C of the 44 bytes before it
-//	_       [4]byte  zero (pads the header to 48 bytes)
+//	hcrc    uint32   CRC-32C of the 44 bytes before it (the header is 48 bytes)
 //
 // The data is verified by its SHA-256 (the ref) on every read; the header's
 // own checksum and ref let a reader tell a misplaced or torn record from a
@@ -40,7 +39,6 @@ func encodeHeader(dst []byte, ref blockstore.Ref, length int) {
 	binary.BigEndian.PutUint32(dst[8:12], uint32(length))
 	copy(dst[12:44], ref[:])
 	binary.BigEndian.PutUint32(dst[44:48], crc32.Checksum(dst[:44], castagnoli))
-	// bytes 48.. are the data; the header ends at 48 (hcrc is the last 4).
 }
 
 // checkHeader reports whether hdr is a valid header for ref with the given

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -221,33 +220,22 @@ func (s *Store) dropIndexEntry(ref blockstore.Ref, loc location) error {
 // while opening, dropping the index entries of bad ones. It returns how
 // many it dropped.
 func (s *Store) verifySegment(id uint32) (int, error) {
-	lo, hi := segKey(id, 0), segKey(id, math.MaxInt64)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	recs, err := s.segmentContents(id)
 	if err != nil {
-		return 0, fmt.Errorf("localstore: index: %w", err)
-	}
-	var refs []blockstore.Ref
-	for ok := it.First(); ok; ok = it.Next() {
-		if len(it.Value()) == len(blockstore.Ref{}) {
-			refs = append(refs, blockstore.Ref(it.Value()))
-		}
-	}
-	if err := it.Close(); err != nil {
-		return 0, fmt.Errorf("localstore: index: %w", err)
+		return 0, err
 	}
 	seg := s.segs[id]
 	dropped := 0
-	for _, ref := range refs {
+	for _, r := range recs {
+		ref := r.ref
 		loc, ok, err := s.lookup(ref)
 		if err != nil {
 			return dropped, err
 		}
-		if !ok || loc.seg != id {
+		if !ok || loc.seg != id || loc.off != r.off {
 			continue
 		}
-		buf := make([]byte, loc.recordLen())
-		_, rerr := seg.f.ReadAt(buf, loc.off)
-		if rerr == nil && checkHeader(buf, ref, loc.length) && ref.Verify(buf[headerSize:]) == nil {
+		if buf, err := s.readRecord(ref, loc); recordProblem(buf, err, ref, loc.length) == "" {
 			continue
 		}
 		if err := s.dropIndexEntry(ref, loc); err != nil {
@@ -637,21 +625,11 @@ func (s *Store) get(ref blockstore.Ref) (data []byte, corrupt bool, err error) {
 		if rerr == errMoved && attempt < 3 {
 			continue // compaction moved the block between the lookup and now
 		}
-		if rerr == nil && checkHeader(buf, ref, loc.length) && ref.Verify(buf[headerSize:]) == nil {
+		why := recordProblem(buf, rerr, ref, loc.length)
+		if why == "" {
 			s.st.gets.Add(1)
 			s.st.bytesRead.Add(int64(loc.length))
 			return buf[headerSize:], false, nil
-		}
-		why := "bytes do not match the ref"
-		if rerr == errMoved {
-			why = "its segment file is gone"
-		} else if rerr != nil {
-			why = rerr.Error()
-			if errors.Is(rerr, io.EOF) {
-				why = "record truncated"
-			}
-		} else if !checkHeader(buf, ref, loc.length) {
-			why = "record header damaged"
 		}
 		dropped, derr := s.dropCorrupt(ref, loc)
 		if derr != nil {
@@ -685,10 +663,25 @@ func (s *Store) readRecord(ref blockstore.Ref, loc location) ([]byte, error) {
 // lock is held, so loc cannot move.
 func (s *Store) intact(ref blockstore.Ref, loc location) bool {
 	buf, err := s.readRecord(ref, loc)
-	if err != nil && err != errMoved && !errors.Is(err, io.EOF) {
-		s.log.Warn("reading a stored copy failed", "ref", ref.String(), "err", err)
+	return recordProblem(buf, err, ref, loc.length) == ""
+}
+
+// recordProblem says why buf, a record read with error err, is not a good
+// copy of ref with the given data length, or returns "" if it is.
+func recordProblem(buf []byte, err error, ref blockstore.Ref, length int) string {
+	switch {
+	case err == errMoved:
+		return "its segment file is gone"
+	case errors.Is(err, io.EOF):
+		return "record truncated"
+	case err != nil:
+		return err.Error()
+	case !checkHeader(buf, ref, length):
+		return "record header damaged"
+	case ref.Verify(buf[headerSize:]) != nil:
+		return "bytes do not match the ref"
 	}
-	return err == nil && checkHeader(buf, ref, loc.length) && ref.Verify(buf[headerSize:]) == nil
+	return ""
 }
 
 // dropCorrupt removes ref's index entry if it still points at loc, and
