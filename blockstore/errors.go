@@ -1,6 +1,10 @@
 package blockstore
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/coffer-dev/coffer/internal/wirecode"
+)
 
 // Sentinel errors. Every error from the blockstore packages wraps at most
 // one of them (test with errors.Is), and each has a stable wire Code.
@@ -53,43 +57,23 @@ const (
 	CodeInternal        Code = "internal"
 )
 
-var codeSentinels = []struct {
-	code Code
-	err  error
-}{
-	{CodeNotFound, ErrNotFound},
-	{CodeHashMismatch, ErrHashMismatch},
-	{CodeTooLarge, ErrTooLarge},
-	{CodeCorrupt, ErrCorrupt},
-	{CodeDiskFull, ErrDiskFull},
-	{CodeInvalidRef, ErrInvalidRef},
-	{CodeInvalidArgument, ErrInvalidArgument},
-	{CodeUnavailable, ErrUnavailable},
-	{CodeClosed, ErrClosed},
-	{CodeInvalidConfig, ErrInvalidConfig},
+var codeSentinels = wirecode.Table[Code]{
+	{Code: CodeNotFound, Err: ErrNotFound},
+	{Code: CodeHashMismatch, Err: ErrHashMismatch},
+	{Code: CodeTooLarge, Err: ErrTooLarge},
+	{Code: CodeCorrupt, Err: ErrCorrupt},
+	{Code: CodeDiskFull, Err: ErrDiskFull},
+	{Code: CodeInvalidRef, Err: ErrInvalidRef},
+	{Code: CodeInvalidArgument, Err: ErrInvalidArgument},
+	{Code: CodeUnavailable, Err: ErrUnavailable},
+	{Code: CodeClosed, Err: ErrClosed},
+	{Code: CodeInvalidConfig, Err: ErrInvalidConfig},
 }
 
 // CodeOf returns the wire code of err: CodeOK for nil, CodeInternal for an
 // error that wraps none of the sentinels.
-func CodeOf(err error) Code {
-	if err == nil {
-		return CodeOK
-	}
-	for _, cs := range codeSentinels {
-		if errors.Is(err, cs.err) {
-			return cs.code
-		}
-	}
-	return CodeInternal
-}
+func CodeOf(err error) Code { return codeSentinels.CodeOf(err, CodeInternal) }
 
 // SentinelOf returns the sentinel for a wire code, or nil if the code is
 // unknown, CodeOK or CodeInternal.
-func SentinelOf(c Code) error {
-	for _, cs := range codeSentinels {
-		if cs.code == c {
-			return cs.err
-		}
-	}
-	return nil
-}
+func SentinelOf(c Code) error { return codeSentinels.Sentinel(c) }

@@ -83,16 +83,16 @@ func TestRefForms(t *testing.T) {
 func TestCodes(t *testing.T) {
 	seen := map[Code]bool{}
 	for _, cs := range codeSentinels {
-		if seen[cs.code] {
-			t.Fatalf("code %q used twice", cs.code)
+		if seen[cs.Code] {
+			t.Fatalf("code %q used twice", cs.Code)
 		}
-		seen[cs.code] = true
-		wrapped := errors.Join(errors.New("context"), cs.err)
-		if got := CodeOf(wrapped); got != cs.code {
-			t.Fatalf("CodeOf(%v) = %q, want %q", cs.err, got, cs.code)
+		seen[cs.Code] = true
+		wrapped := errors.Join(errors.New("context"), cs.Err)
+		if got := CodeOf(wrapped); got != cs.Code {
+			t.Fatalf("CodeOf(%v) = %q, want %q", cs.Err, got, cs.Code)
 		}
-		if SentinelOf(cs.code) != cs.err {
-			t.Fatalf("SentinelOf(%q) wrong", cs.code)
+		if SentinelOf(cs.Code) != cs.Err {
+			t.Fatalf("SentinelOf(%q) wrong", cs.Code)
 		}
 	}
 	if CodeOf(nil) != CodeOK || CodeOf(errors.New("x")) != CodeInternal {

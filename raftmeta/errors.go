@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/coffer-dev/coffer/internal/wirecode"
 	"github.com/coffer-dev/coffer/raftmeta/metapath"
 )
 
@@ -82,53 +83,33 @@ const (
 	CodeInternal        Code = "internal"
 )
 
-var codeSentinels = []struct {
-	code Code
-	err  error
-}{
-	{CodeNotLeader, ErrNotLeader},
-	{CodeUnknownOutcome, ErrUnknownOutcome},
-	{CodeConflict, ErrConflict},
-	{CodeNotFound, ErrNotFound},
-	{CodeExists, ErrExists},
-	{CodeCaseConflict, ErrCaseConflict},
-	{CodeInvalidPath, ErrInvalidPath},
-	{CodeInvalidName, ErrInvalidName},
-	{CodeInvalidArgument, ErrInvalidArgument},
-	{CodeQuota, ErrQuota},
-	{CodeNotFolder, ErrNotFolder},
-	{CodeIsFolder, ErrIsFolder},
-	{CodeInvalidMove, ErrInvalidMove},
-	{CodeCursorExpired, ErrCursorExpired},
-	{CodeBadCredentials, ErrBadCredentials},
-	{CodeUnavailable, ErrClosed},
-	{CodeCorruptStore, ErrCorruptStore},
+var codeSentinels = wirecode.Table[Code]{
+	{Code: CodeNotLeader, Err: ErrNotLeader},
+	{Code: CodeUnknownOutcome, Err: ErrUnknownOutcome},
+	{Code: CodeConflict, Err: ErrConflict},
+	{Code: CodeNotFound, Err: ErrNotFound},
+	{Code: CodeExists, Err: ErrExists},
+	{Code: CodeCaseConflict, Err: ErrCaseConflict},
+	{Code: CodeInvalidPath, Err: ErrInvalidPath},
+	{Code: CodeInvalidName, Err: ErrInvalidName},
+	{Code: CodeInvalidArgument, Err: ErrInvalidArgument},
+	{Code: CodeQuota, Err: ErrQuota},
+	{Code: CodeNotFolder, Err: ErrNotFolder},
+	{Code: CodeIsFolder, Err: ErrIsFolder},
+	{Code: CodeInvalidMove, Err: ErrInvalidMove},
+	{Code: CodeCursorExpired, Err: ErrCursorExpired},
+	{Code: CodeBadCredentials, Err: ErrBadCredentials},
+	{Code: CodeUnavailable, Err: ErrClosed},
+	{Code: CodeCorruptStore, Err: ErrCorruptStore},
 }
 
 // CodeOf returns the wire code of err: CodeOK for nil, CodeInternal for an
 // error that wraps none of the sentinels.
-func CodeOf(err error) Code {
-	if err == nil {
-		return CodeOK
-	}
-	for _, cs := range codeSentinels {
-		if errors.Is(err, cs.err) {
-			return cs.code
-		}
-	}
-	return CodeInternal
-}
+func CodeOf(err error) Code { return codeSentinels.CodeOf(err, CodeInternal) }
 
 // SentinelOf returns the sentinel error for a wire code, or nil if the code
 // is unknown (or CodeOK).
-func SentinelOf(c Code) error {
-	for _, cs := range codeSentinels {
-		if cs.code == c {
-			return cs.err
-		}
-	}
-	return nil
-}
+func SentinelOf(c Code) error { return codeSentinels.Sentinel(c) }
 
 // NotLeaderError is returned when a command or linearizable read reaches a
 // replica that is not the leader. Leader is the leader's Raft address and

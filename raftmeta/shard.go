@@ -268,6 +268,9 @@ type readBarrier struct {
 	// caught up with every entry of earlier terms (by a Raft barrier).
 	barrierTerm atomic.Uint64
 	rounds      atomic.Uint64 // leadership checks run
+	// beforeCheck, if set (by tests, before any read), runs before each
+	// leadership check.
+	beforeCheck func()
 }
 
 type readRound struct {
@@ -307,6 +310,9 @@ func (b *readBarrier) run() {
 			return
 		}
 		b.mu.Unlock()
+		if b.beforeCheck != nil {
+			b.beforeCheck()
+		}
 		b.rounds.Add(1)
 		r.err = b.check()
 		close(r.done)

@@ -543,6 +543,10 @@ func TestShardConcurrentReadsShareLeadershipCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustLeader(t, c)
+	// A check over the in-memory transport takes microseconds, so on a
+	// busy machine the readers could arrive one after another and never
+	// share one. Slowing each check down makes the window real.
+	raftmeta.SetBeforeReadCheck(s, func() { time.Sleep(20 * time.Millisecond) })
 	const reads = 200
 	before := s.LeadershipChecks()
 	start := make(chan struct{})
