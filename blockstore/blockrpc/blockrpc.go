@@ -182,3 +182,14 @@ func nanosToTime(n int64) time.Time {
 	}
 	return time.Unix(0, n)
 }
+
+// sizeDefaults fills in the default block and chunk sizes (0 = default).
+func sizeDefaults(maxBlock, chunk int) (int, int) {
+	if maxBlock == 0 {
+		maxBlock = blockstore.DefaultMaxBlockSize
+	}
+	if chunk == 0 {
+		chunk = DefaultChunkSize
+	}
+	return maxBlock, chunk
+}

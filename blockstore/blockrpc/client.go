@@ -49,12 +49,7 @@ func (c ClientConfig) Validate() error {
 }
 
 func (c ClientConfig) withDefaults() ClientConfig {
-	if c.MaxBlockSize == 0 {
-		c.MaxBlockSize = blockstore.DefaultMaxBlockSize
-	}
-	if c.ChunkSize == 0 {
-		c.ChunkSize = DefaultChunkSize
-	}
+	c.MaxBlockSize, c.ChunkSize = sizeDefaults(c.MaxBlockSize, c.ChunkSize)
 	c.Logger = discardIfNil(c.Logger).With("component", "blockrpc.client")
 	return c
 }

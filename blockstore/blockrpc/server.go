@@ -35,12 +35,7 @@ func (c ServerConfig) Validate() error {
 }
 
 func (c ServerConfig) withDefaults() ServerConfig {
-	if c.MaxBlockSize == 0 {
-		c.MaxBlockSize = blockstore.DefaultMaxBlockSize
-	}
-	if c.ChunkSize == 0 {
-		c.ChunkSize = DefaultChunkSize
-	}
+	c.MaxBlockSize, c.ChunkSize = sizeDefaults(c.MaxBlockSize, c.ChunkSize)
 	c.Logger = discardIfNil(c.Logger).With("component", "blockrpc.server")
 	return c
 }

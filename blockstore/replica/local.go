@@ -208,19 +208,13 @@ type ScrubReport struct {
 // to enumerate.
 func (r *Replicator) ScrubNow(ctx context.Context) (ScrubReport, error) {
 	var rep ScrubReport
-	if r.cfg.Local == nil {
-		return rep, errNoLocal
-	}
-	if !r.enter() {
-		return rep, errClosed
-	}
-	defer r.leave()
 	caller := ctx
-	ctx, cancel := r.bind(ctx)
-	defer cancel()
-	r.scrubMu.Lock()
-	defer r.scrubMu.Unlock()
-	err := r.walkLocal(ctx, func(ctx context.Context, infos []blockstore.BlockInfo) error {
+	ctx, end, err := r.beginLocalWalk(ctx, &r.scrubMu)
+	if err != nil {
+		return rep, err
+	}
+	defer end()
+	err = r.walkLocal(ctx, func(ctx context.Context, infos []blockstore.BlockInfo) error {
 		for _, info := range infos {
 			if err := waitBytes(ctx, r.scrubLim, info.Size); err != nil {
 				return err

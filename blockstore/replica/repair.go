@@ -45,18 +45,12 @@ var errNoLocal = fmt.Errorf("%w: replica: no local store (gateway-only node)", b
 // store's failure to enumerate, never a peer's (see the report).
 func (r *Replicator) RepairNow(ctx context.Context) (RepairReport, error) {
 	var rep RepairReport
-	if r.cfg.Local == nil {
-		return rep, errNoLocal
-	}
-	if !r.enter() {
-		return rep, errClosed
-	}
-	defer r.leave()
 	caller := ctx
-	ctx, cancel := r.bind(ctx)
-	defer cancel()
-	r.repairMu.Lock()
-	defer r.repairMu.Unlock()
+	ctx, end, err := r.beginLocalWalk(ctx, &r.repairMu)
+	if err != nil {
+		return rep, err
+	}
+	defer end()
 
 	w := &repairWalk{
 		r:           r,
@@ -65,7 +59,7 @@ func (r *Replicator) RepairNow(ctx context.Context) (RepairReport, error) {
 		unreachable: make(map[NodeID]bool),
 		rep:         &rep,
 	}
-	err := r.callErr(caller, r.walkLocal(ctx, w.batch))
+	err = r.callErr(caller, r.walkLocal(ctx, w.batch))
 	for id := range w.unreachable {
 		rep.Unreachable = append(rep.Unreachable, id)
 	}

@@ -222,6 +222,25 @@ func (r *Replicator) bind(ctx context.Context) (context.Context, context.CancelF
 	}
 }
 
+// beginLocalWalk admits a manual walk of the local store (RepairNow,
+// ScrubNow): it needs Local, holds mu (one walk of each kind at a time) and
+// returns a ctx that Close also cancels. end releases it all.
+func (r *Replicator) beginLocalWalk(ctx context.Context, mu *sync.Mutex) (context.Context, func(), error) {
+	if r.cfg.Local == nil {
+		return nil, nil, errNoLocal
+	}
+	if !r.enter() {
+		return nil, nil, errClosed
+	}
+	ctx, cancel := r.bind(ctx)
+	mu.Lock()
+	return ctx, func() {
+		mu.Unlock()
+		cancel()
+		r.leave()
+	}, nil
+}
+
 // callErr is the error of a call that ran on a ctx from bind: ErrClosed if
 // Close cut it short while the caller's own ctx was live, else err.
 func (r *Replicator) callErr(caller context.Context, err error) error {

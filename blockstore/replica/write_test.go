@@ -59,21 +59,7 @@ func TestPutReturnsWhenCallerGivesUp(t *testing.T) {
 	for _, n := range c.nodes {
 		releases = append(releases, n.blockPuts())
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Put(ctx, b.ref, b.data) }()
-	waitFor(t, "writes to start", func() bool {
-		for _, n := range c.nodes {
-			if n.putsWaiting.Load() == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Put = %v, want context.Canceled", err)
-	}
+	putThenGiveUp(t, c, gw, b)
 	for _, release := range releases {
 		release()
 	}
@@ -358,7 +344,27 @@ func TestBackgroundBytesCallerGone(t *testing.T) {
 	for _, n := range c.nodes {
 		defer n.blockPuts()()
 	}
+	putThenGiveUp(t, c, gw, b)
+	waitFor(t, "the writes to be cancelled", func() bool {
+		for _, n := range c.nodes {
+			if n.putsWaiting.Load() != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if s := gw.Stats(); s.BackgroundSkipped != 3 || s.BackgroundBytesHeld != 0 || s.RetryQueueLen != 0 {
+		t.Errorf("stats %+v: want 3 skipped, nothing held, nothing queued (no node has the block)", s)
+	}
+}
+
+// putThenGiveUp starts a Put of b through gw, waits until every node's
+// (blocked) write has started, cancels the caller's ctx and checks that Put
+// returns context.Canceled.
+func putThenGiveUp(t *testing.T, c *cluster, gw *Replicator, b testBlock) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- gw.Put(ctx, b.ref, b.data) }()
 	waitFor(t, "writes to start", func() bool {
@@ -372,16 +378,5 @@ func TestBackgroundBytesCallerGone(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Put = %v, want context.Canceled", err)
-	}
-	waitFor(t, "the writes to be cancelled", func() bool {
-		for _, n := range c.nodes {
-			if n.putsWaiting.Load() != 0 {
-				return false
-			}
-		}
-		return true
-	})
-	if s := gw.Stats(); s.BackgroundSkipped != 3 || s.BackgroundBytesHeld != 0 || s.RetryQueueLen != 0 {
-		t.Errorf("stats %+v: want 3 skipped, nothing held, nothing queued (no node has the block)", s)
 	}
 }
