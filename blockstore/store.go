@@ -85,6 +85,10 @@ type Stats struct {
 	Corrupt    int64 // copies that failed verification on read
 	Syncs      int64 // fsyncs of block data (concurrent Puts share them)
 	Compaction int64 // bytes rewritten by segment compaction
+
+	// FreeBytes is the free space of the file system the store is on
+	// (0 when unknown, as for an in-memory store).
+	FreeBytes int64
 }
 
 // WriteAmplification returns BytesWritten/BytesPut (0 before any Put).

@@ -782,6 +782,7 @@ type StatsResponse struct {
 	Corrupt       int64                  `protobuf:"varint,11,opt,name=corrupt,proto3" json:"corrupt,omitempty"`
 	Syncs         int64                  `protobuf:"varint,12,opt,name=syncs,proto3" json:"syncs,omitempty"`
 	Compaction    int64                  `protobuf:"varint,13,opt,name=compaction,proto3" json:"compaction,omitempty"`
+	FreeBytes     int64                  `protobuf:"varint,14,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -907,6 +908,13 @@ func (x *StatsResponse) GetCompaction() int64 {
 	return 0
 }
 
+func (x *StatsResponse) GetFreeBytes() int64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
 var File_block_proto protoreflect.FileDescriptor
 
 const file_block_proto_rawDesc = "" +
@@ -948,7 +956,7 @@ const file_block_proto_rawDesc = "" +
 	"\tstored_at\x18\x03 \x01(\x03R\bstoredAt\"G\n" +
 	"\x11EnumerateResponse\x122\n" +
 	"\x06blocks\x18\x01 \x03(\v2\x1a.coffer.block.v1.BlockInfoR\x06blocks\"\x0e\n" +
-	"\fStatsRequest\"\xe7\x02\n" +
+	"\fStatsRequest\"\x86\x03\n" +
 	"\rStatsResponse\x12\x16\n" +
 	"\x06blocks\x18\x01 \x01(\x03R\x06blocks\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\x12\x1d\n" +
@@ -967,7 +975,9 @@ const file_block_proto_rawDesc = "" +
 	"\x05syncs\x18\f \x01(\x03R\x05syncs\x12\x1e\n" +
 	"\n" +
 	"compaction\x18\r \x01(\x03R\n" +
-	"compaction2\xc1\x03\n" +
+	"compaction\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x0e \x01(\x03R\tfreeBytes2\xc1\x03\n" +
 	"\fBlockService\x12B\n" +
 	"\x03Put\x12\x1b.coffer.block.v1.PutRequest\x1a\x1c.coffer.block.v1.PutResponse(\x01\x12B\n" +
 	"\x03Get\x12\x1b.coffer.block.v1.GetRequest\x1a\x1c.coffer.block.v1.GetResponse0\x01\x12@\n" +

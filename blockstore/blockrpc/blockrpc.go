@@ -61,9 +61,10 @@
 //
 // # Transport security
 //
-// Dial uses insecure transport credentials: the service is cluster-internal
-// and TLS (mutual, between nodes) comes later. A caller that needs TLS now
-// builds its own grpc.ClientConn and passes it to NewClient.
+// Dial uses insecure transport credentials unless ClientConfig.DialOptions
+// carries others (the cluster node passes mutual-TLS credentials when it is
+// configured with them); a caller may also build its own grpc.ClientConn and
+// pass it to NewClient.
 package blockrpc
 
 import (

@@ -34,6 +34,9 @@ type ClientConfig struct {
 	// it while the caller's ctx is still live fails with ErrUnavailable.
 	// 0 means no timeout beyond the caller's ctx.
 	CallTimeout time.Duration
+	// DialOptions are added to Dial's own (for example transport
+	// credentials for TLS, which replace the default insecure ones).
+	DialOptions []grpc.DialOption
 }
 
 // Validate reports every problem with c at once, wrapping
@@ -88,7 +91,7 @@ func NewClient(conn grpc.ClientConnInterface, cfg ClientConfig) (*Client, error)
 
 // Dial returns a client of the BlockService at addr (host:port) over a
 // connection of its own, which Close closes. The transport is not
-// encrypted (see the package doc). Dial does not wait for the connection:
+// encrypted unless cfg.DialOptions says otherwise (see the package doc). Dial does not wait for the connection:
 // it is made in the background, and a call while the server cannot be
 // reached fails with ErrUnavailable.
 func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
@@ -98,7 +101,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(addr,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithInitialWindowSize(WindowSize),
 		grpc.WithInitialConnWindowSize(ConnWindowSize),
@@ -108,7 +111,8 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: MaxReconnectBackoff},
 			MinConnectTimeout: 5 * time.Second,
 		}),
-	)
+	}
+	conn, err := grpc.NewClient(addr, append(opts, cfg.DialOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: blockrpc: dial %s: %w", blockstore.ErrInvalidConfig, addr, err)
 	}
@@ -396,5 +400,6 @@ func (c *Client) Stats(ctx context.Context) (blockstore.Stats, error) {
 		Corrupt:      resp.GetCorrupt(),
 		Syncs:        resp.GetSyncs(),
 		Compaction:   resp.GetCompaction(),
+		FreeBytes:    resp.GetFreeBytes(),
 	}, nil
 }

@@ -282,5 +282,6 @@ func (s *service) Stats(ctx context.Context, _ *blockpb.StatsRequest) (*blockpb.
 		Corrupt:      st.Corrupt,
 		Syncs:        st.Syncs,
 		Compaction:   st.Compaction,
+		FreeBytes:    st.FreeBytes,
 	}, nil
 }

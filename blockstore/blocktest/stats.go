@@ -11,7 +11,7 @@ import (
 func testStats(t *testing.T, open opener) {
 	f := newFixture(t, open, testMaxBlockSize)
 	st := f.stats()
-	if st != (blockstore.Stats{DiskBytes: st.DiskBytes, BytesWritten: st.BytesWritten, Syncs: st.Syncs, Compaction: st.Compaction}) {
+	if st != (blockstore.Stats{DiskBytes: st.DiskBytes, BytesWritten: st.BytesWritten, Syncs: st.Syncs, Compaction: st.Compaction, FreeBytes: st.FreeBytes}) {
 		t.Fatalf("Stats of a fresh store: %+v; want zero Blocks, Bytes and call counters", st)
 	}
 

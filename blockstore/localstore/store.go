@@ -827,7 +827,9 @@ func (s *Store) Stats(ctx context.Context) (blockstore.Stats, error) {
 		}
 	}
 	s.segMu.Unlock()
+	free, _ := freeBytes(s.cfg.Dir)
 	return blockstore.Stats{
+		FreeBytes:    free,
 		Blocks:       s.st.blocks.Load(),
 		Bytes:        s.st.bytes.Load(),
 		DiskBytes:    segBytes + int64(m.DiskSpaceUsage()),

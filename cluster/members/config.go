@@ -30,6 +30,9 @@ type Config struct {
 	// Fast shortens memberlist's timings for tests on one machine (probe
 	// every 100ms); the default is memberlist's LAN configuration.
 	Fast bool
+	// SecretKey, if set, encrypts and authenticates gossip (AES, 16, 24
+	// or 32 bytes; the same on every node).
+	SecretKey []byte
 }
 
 // Validate reports every problem with the configuration at once; the error
@@ -53,6 +56,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	} else if len(b) > MaxMetaSize {
 		errs = append(errs, fmt.Errorf("Meta encodes to %d bytes, more than the limit of %d", len(b), MaxMetaSize))
+	}
+	if n := len(c.SecretKey); n != 0 && n != 16 && n != 24 && n != 32 {
+		errs = append(errs, fmt.Errorf("SecretKey is %d bytes, must be 16, 24 or 32", n))
 	}
 	for i, a := range c.Join {
 		if a == "" {
@@ -100,6 +106,7 @@ func (c Config) memberlistConfig(log *slog.Logger, d *delegate) *memberlist.Conf
 	mc.BindAddr = host
 	mc.BindPort = port
 	mc.AdvertisePort = port
+	mc.SecretKey = c.SecretKey
 	mc.Delegate = d
 	mc.Events = d
 	mc.Logger = newStdLogger(log)

@@ -44,6 +44,8 @@ const (
 	StateAlive State = iota
 	StateDead
 	StateLeft
+	// StateSuspect: memberlist suspects the node (reported by All only).
+	StateSuspect
 )
 
 // String returns "alive", "dead" or "left".
@@ -55,6 +57,8 @@ func (s State) String() string {
 		return "dead"
 	case StateLeft:
 		return "left"
+	case StateSuspect:
+		return "suspect"
 	}
 	return "State(" + strconv.Itoa(int(s)) + ")"
 }
@@ -69,6 +73,8 @@ type Member struct {
 	Meta Meta
 	// State is the node's state.
 	State State
+	// Since is when this node last saw the member join, die or leave.
+	Since time.Time
 }
 
 // Members is a running membership: the local node gossiping with its
@@ -109,8 +115,11 @@ func Start(ctx context.Context, cfg Config) (*Members, error) {
 		self:      cfg.Name,
 		clusterID: cfg.Meta.ClusterID,
 		meta:      meta,
+		gone:      make(map[string]Member),
+		now:       time.Now,
 		nodes:     make(map[string]Member),
 		ignored:   make(map[string]string),
+		ignoredAt: make(map[string]Ignored),
 	}
 	ml, err := memberlist.Create(cfg.memberlistConfig(log, d))
 	if err != nil {
@@ -206,6 +215,11 @@ func (m *Members) Close() error {
 }
 
 // kill stops gossiping without leaving, as a crash would (tests).
+// Kill stops gossiping at once without telling the cluster, as a crash
+// would: the others declare the node dead after their failure detection.
+// For fault tests; Close is the normal way out.
+func (m *Members) Kill() { m.kill() }
+
 func (m *Members) kill() {
 	m.lifeMu.Lock()
 	defer m.lifeMu.Unlock()
@@ -232,6 +246,103 @@ func (m *Members) Nodes() []Member {
 
 // BlockNodes implements replica.Membership: the live members with the
 // "block" role, addressed by their Meta.GRPCAddr.
+// All returns every member this node knows of in this cluster, sorted by
+// name: the live ones (StateSuspect while memberlist suspects them) and the
+// dead or left ones it has seen, each with the time of its last change.
+func (m *Members) All() []Member {
+	suspect := map[string]bool{}
+	if !m.isClosed() {
+		for _, n := range m.ml.Members() {
+			if n.State == memberlist.StateSuspect {
+				suspect[n.Name] = true
+			}
+		}
+	}
+	out := m.d.list()
+	for i := range out {
+		if suspect[out[i].Name] {
+			out[i].State = StateSuspect
+		}
+	}
+	m.d.mu.Lock()
+	for _, mb := range m.d.gone {
+		mb.Meta.Roles = slices.Clone(mb.Meta.Roles)
+		out = append(out, mb)
+	}
+	m.d.mu.Unlock()
+	slices.SortFunc(out, func(a, b Member) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Ignored is a node that gossips but is not listed: it belongs to another
+// cluster, or its metadata cannot be read.
+type Ignored struct {
+	Name, Addr string
+	// ClusterID is the other cluster's ID ("" if the meta was unreadable).
+	ClusterID string
+	Reason    string
+}
+
+// Ignored returns the nodes seen over gossip but left out of Nodes, sorted
+// by name.
+func (m *Members) Ignored() []Ignored {
+	m.d.mu.Lock()
+	out := make([]Ignored, 0, len(m.d.ignoredAt))
+	for _, ig := range m.d.ignoredAt {
+		out = append(out, ig)
+	}
+	m.d.mu.Unlock()
+	slices.SortFunc(out, func(a, b Ignored) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Forget drops a dead or left member from All (after it was removed from
+// the cluster for good).
+func (m *Members) Forget(name string) {
+	m.d.mu.Lock()
+	delete(m.d.gone, name)
+	m.d.mu.Unlock()
+}
+
+// Local returns the local node's current Meta.
+func (m *Members) Local() Meta {
+	m.d.mu.Lock()
+	defer m.d.mu.Unlock()
+	meta, _ := decodeMeta(m.d.meta)
+	return meta
+}
+
+// SetMeta replaces what the node publishes and gossips it, waiting up to
+// timeout for the update to go out. Setting a ClusterID (when it was empty)
+// also hides members of other clusters from then on.
+func (m *Members) SetMeta(meta Meta, timeout time.Duration) error {
+	enc, err := encodeMeta(meta)
+	if err != nil {
+		return err
+	}
+	if m.isClosed() {
+		return ErrClosed
+	}
+	m.d.mu.Lock()
+	m.d.meta = enc
+	if m.d.clusterID != meta.ClusterID {
+		m.d.clusterID = meta.ClusterID
+		for name, mb := range m.d.nodes {
+			if name != m.d.self && !sameCluster(meta.ClusterID, mb.Meta.ClusterID) {
+				delete(m.d.nodes, name)
+				m.d.ignored[name] = "cluster " + mb.Meta.ClusterID
+				m.d.ignoredAt[name] = Ignored{Name: name, Addr: mb.Addr, ClusterID: mb.Meta.ClusterID, Reason: "cluster " + mb.Meta.ClusterID}
+			}
+		}
+		m.d.notifyLocked()
+	}
+	m.d.mu.Unlock()
+	if err := m.ml.UpdateNode(timeout); err != nil {
+		return fmt.Errorf("members: gossip meta: %w", err)
+	}
+	return nil
+}
+
 func (m *Members) BlockNodes() []replica.Node {
 	var out []replica.Node
 	for _, mb := range m.d.list() {
@@ -262,12 +373,15 @@ type delegate struct {
 	log       *slog.Logger
 	self      string
 	clusterID string
-	meta      []byte // encoded local Meta; read-only
 
 	mu        sync.Mutex
+	meta      []byte            // encoded local Meta
+	gone      map[string]Member // dead or left members, with Since
+	now       func() time.Time
 	stopped   bool              // closed: later events (memberlist's timers still fire) are dropped
 	nodes     map[string]Member // live, listable members by name
 	ignored   map[string]string // name -> why it was last logged as ignored
+	ignoredAt map[string]Ignored
 	listeners []chan struct{}
 }
 
@@ -278,7 +392,9 @@ var (
 
 // NodeMeta implements memberlist.Delegate.
 func (d *delegate) NodeMeta(limit int) []byte {
-	if len(d.meta) > limit { // refused by Validate; never happens
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.meta) > limit { // refused by encodeMeta; never happens
 		return nil
 	}
 	return slices.Clone(d.meta)
@@ -313,7 +429,10 @@ func (d *delegate) NotifyLeave(n *memberlist.Node) {
 	if _, ok := d.nodes[n.Name]; !ok || d.stopped {
 		return // an ignored member (the set did not change), or closed
 	}
+	mb := d.nodes[n.Name]
 	delete(d.nodes, n.Name)
+	mb.State, mb.Since = state, d.now()
+	d.gone[n.Name] = mb
 	d.log.Info("member gone", "member", n.Name, "state", state.String())
 	d.notifyLocked()
 }
@@ -334,6 +453,7 @@ func (d *delegate) upsert(n *memberlist.Node) {
 	}
 	if why != "" {
 		delete(d.nodes, n.Name)
+		d.ignoredAt[n.Name] = Ignored{Name: n.Name, Addr: n.Address(), ClusterID: meta.ClusterID, Reason: why}
 		if d.ignored[n.Name] != why {
 			d.ignored[n.Name] = why
 			d.log.Warn("ignoring member of another cluster or with unreadable meta",
@@ -341,10 +461,15 @@ func (d *delegate) upsert(n *memberlist.Node) {
 		}
 	} else {
 		delete(d.ignored, n.Name)
-		if _, ok := d.nodes[n.Name]; !ok {
+		delete(d.ignoredAt, n.Name)
+		delete(d.gone, n.Name)
+		since := d.now()
+		if old, ok := d.nodes[n.Name]; !ok {
 			d.log.Info("member joined", "member", n.Name, "addr", n.Address(), "roles", meta.Roles)
+		} else {
+			since = old.Since
 		}
-		d.nodes[n.Name] = Member{Name: n.Name, Addr: n.Address(), Meta: meta, State: StateAlive}
+		d.nodes[n.Name] = Member{Name: n.Name, Addr: n.Address(), Meta: meta, State: StateAlive, Since: since}
 	}
 	d.notifyLocked()
 }

@@ -201,6 +201,9 @@ func TestOtherClusterIgnored(t *testing.T) {
 			t.Fatalf("b's BlockNodes include f of another cluster")
 		}
 	}
+	if ig := a.Ignored(); len(ig) != 1 || ig[0].Name != "f" || ig[0].ClusterID != "c2" || ig[0].Addr != f.Addr() {
+		t.Errorf("a.Ignored() = %+v, want f of c2 at %s", ig, f.Addr())
+	}
 	if n := strings.Count(alog.String(), "member=f "); n != 1 {
 		t.Errorf("a logged about f %d times, want once:\n%s", n, alog.String())
 	}
@@ -237,4 +240,70 @@ func TestStartErrors(t *testing.T) {
 	if _, err := Start(cctx, Config{Name: "c", BindAddr: "127.0.0.1:0", Fast: true}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Start with a cancelled ctx = %v, want context.Canceled", err)
 	}
+}
+
+func TestSetMetaAndAll(t *testing.T) {
+	n1 := start(t, "n1", Meta{Roles: []string{"meta"}}, nil)
+	n2 := start(t, "n2", Meta{Roles: []string{"meta"}}, nil, n1.Addr())
+	n3 := start(t, "n3", Meta{ClusterID: "other"}, nil, n1.Addr())
+	waitNames(t, []string{"n1", "n2", "n3"}, n1, n2) // nobody has an ID yet on n1/n2
+
+	// n1 takes cluster "c1" and leads groups 0 and 3: n2 sees it, and n1
+	// hides n3 (of "other") from then on.
+	if err := n1.SetMeta(Meta{Roles: []string{"meta"}, ClusterID: "c1", Leads: []uint64{0, 3}}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := n1.Local(); got.ClusterID != "c1" || !slices.Equal(got.Leads, []uint64{0, 3}) {
+		t.Fatalf("Local() = %+v", got)
+	}
+	waitNames(t, []string{"n1", "n2"}, n1)
+	deadline := time.Now().Add(waitLimit)
+	for {
+		var leads []uint64
+		for _, mb := range n2.Nodes() {
+			if mb.Name == "n1" {
+				leads = mb.Meta.Leads
+			}
+		}
+		if slices.Equal(leads, []uint64{0, 3}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 never saw n1's leads; has %v", leads)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	if err := n1.SetMeta(Meta{Roles: make([]string, 200)}, time.Second); err == nil {
+		t.Fatal("SetMeta accepted a meta larger than memberlist allows")
+	}
+
+	// A killed member stays in All as dead, with the time it was seen to go.
+	before := time.Now()
+	n2.kill()
+	deadline = time.Now().Add(waitLimit)
+	for {
+		var st *Member
+		for _, mb := range n1.All() {
+			if mb.Name == "n2" {
+				st = &mb
+			}
+		}
+		if st != nil && st.State == StateDead {
+			if st.Since.Before(before) {
+				t.Fatalf("dead since %v, before the kill at %v", st.Since, before)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 not reported dead by All: %+v", n1.All())
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	n1.Forget("n2")
+	for _, mb := range n1.All() {
+		if mb.Name == "n2" {
+			t.Fatalf("Forget left n2 in All")
+		}
+	}
+	_ = n3
 }

@@ -32,6 +32,14 @@ type Meta struct {
 	// ClusterID names the cluster the node belongs to; empty before the
 	// cluster is bootstrapped (it then matches any cluster).
 	ClusterID string `json:"cluster,omitempty"`
+	// Shards is the cluster's number of shard groups, once the node knows
+	// it (0 before).
+	Shards int `json:"shards,omitempty"`
+	// Leads lists the Raft groups the node leads (for routing).
+	Leads []uint64 `json:"leads,omitempty"`
+	// Draining is set while the node is being removed: it takes no new
+	// replicas or blocks and hands its own over.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // HasRole reports whether the node plays role.
@@ -45,6 +53,9 @@ func encodeMeta(m Meta) ([]byte, error) {
 	js, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("members: encode meta: %w", err)
+	}
+	if 1+len(js) > MaxMetaSize {
+		return nil, fmt.Errorf("members: node meta is %d bytes, more than the limit of %d", 1+len(js), MaxMetaSize)
 	}
 	return append([]byte{MetaVersion}, js...), nil
 }

@@ -3,6 +3,7 @@
 package raftmux
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,6 +53,18 @@ type Config struct {
 	// Backlog is how many connections may wait for one group's Accept
 	// (default 16); beyond it, new connections for the group are closed.
 	Backlog int
+	// OnUnknownGroup, if set, is called (from the connection's own
+	// goroutine, with no mux lock held) when a connection names a group that
+	// is not registered. It may register the group (open the local replica)
+	// and return true: the connection is then queued on it. Otherwise the
+	// connection is refused and counted. This is how a node creates the
+	// replica of a group a leader has just added it to.
+	OnUnknownGroup func(id uint64) bool
+	// ServerTLS, if set, makes the listener speak TLS (with
+	// ClientAuth set, mutual TLS); ClientTLS is what Dial uses. The
+	// handshake happens within the header timeouts.
+	ServerTLS *tls.Config
+	ClientTLS *tls.Config
 }
 
 // Validate reports every problem with the configuration at once. Zero
@@ -149,6 +162,9 @@ func Listen(addr string, cfg Config) (*Mux, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("raftmux: listen: %w", err)
+	}
+	if cfg.ServerTLS != nil {
+		ln = tls.NewListener(ln, cfg.ServerTLS)
 	}
 	m := &Mux{
 		ln:     ln,
@@ -321,6 +337,16 @@ func (m *Mux) route(c *conn) {
 
 	m.mu.Lock()
 	g, ok := m.groups[id]
+	m.mu.Unlock()
+	if !ok && m.cfg.OnUnknownGroup != nil && m.cfg.OnUnknownGroup(id) {
+		m.mu.Lock()
+		g, ok = m.groups[id]
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	if ok && m.groups[id] != g {
+		g, ok = m.groups[id]
+	}
 	queued := false
 	if ok {
 		select {
@@ -441,6 +467,9 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	nc, err := net.DialTimeout("tcp", string(address), timeout)
 	if err != nil {
 		return nil, fmt.Errorf("raftmux: group %d: dial %s: %w", s.id, address, err)
+	}
+	if s.mux.cfg.ClientTLS != nil {
+		nc = tls.Client(nc, s.mux.cfg.ClientTLS)
 	}
 	c := s.mux.track(nc)
 	if c == nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -419,5 +420,73 @@ func TestDialAcceptTwoMuxesTwoGroups(t *testing.T) {
 		if s := m.Stats(); s != (Stats{Accepted: 2}) {
 			t.Errorf("mux %v stats %+v, want 2 accepted and nothing refused", m.Addr(), s)
 		}
+	}
+}
+
+func TestOnUnknownGroupOpensTheGroup(t *testing.T) {
+	var server *Mux
+	var opened atomic.Uint64
+	var sl atomic.Pointer[StreamLayer]
+	srv, err := Listen("127.0.0.1:0", Config{OnUnknownGroup: func(id uint64) bool {
+		if id != 7 {
+			return false
+		}
+		l, err := server.Group(id)
+		if err != nil {
+			return false
+		}
+		sl.Store(l)
+		opened.Add(1)
+		return true
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = srv
+	defer srv.Close()
+	cli, err := Listen("127.0.0.1:0", Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	g7, err := cli.Group(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := g7.Dial(raft.ServerAddress(srv.Addr().String()), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for sl.Load() == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if sl.Load() == nil {
+		t.Fatal("group 7 was not opened")
+	}
+	in, err := sl.Load().Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(in, buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	// A group the hook declines is refused.
+	g8, _ := cli.Group(8)
+	c8, err := g8.Dial(raft.ServerAddress(srv.Addr().String()), time.Second)
+	if err == nil {
+		defer c8.Close()
+		for srv.Stats().RefusedUnknownGroup == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if srv.Stats().RefusedUnknownGroup != 1 || opened.Load() != 1 {
+		t.Fatalf("refused %d, opened %d", srv.Stats().RefusedUnknownGroup, opened.Load())
 	}
 }

@@ -2,246 +2,254 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/coffer-dev/coffer/blockstore"
-	"github.com/coffer-dev/coffer/raftmeta"
-	"github.com/coffer-dev/coffer/raftmeta/hclogslog"
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
+	"github.com/coffer-dev/coffer/cluster"
+	"github.com/coffer-dev/coffer/internal/wire"
 )
 
+// devConfig is `cofferd dev`'s configuration.
 type devConfig struct {
 	Dir           string
+	HTTPAddr      string // the first node's HTTP address (the gateway)
 	AdminPassword string
-	Exit          bool
+	Exit          bool // stop once the cluster is ready (tests, smoke checks)
 	Log           *slog.Logger
+	Out           io.Writer
+	// onReady, if set, is called once the cluster is ready (tests).
+	onReady func(nodes []*cluster.Node, password string) error
 }
 
-// devReplica is one replica of the dev group: its own stores and a real
-// TCP Raft transport on 127.0.0.1.
-type devReplica struct {
-	id     raft.ServerID
-	addr   string
-	stores *raftmeta.RaftStores
-	db     *pebble.DB
-	trans  *raft.NetworkTransport
-	shard  *raftmeta.Shard
-}
+// devNodes is the number of nodes of the dev cluster.
+const devNodes = 3
 
-// devLayout is persisted in the data directory so a restart reuses the
-// replicas' addresses (they are part of the Raft configuration).
+// devLayout is kept in the data directory so a restart reuses the nodes'
+// addresses (they are part of the Raft configurations).
 type devLayout struct {
-	Addrs      []string `json:"raft_addrs"`
-	BlockAddrs []string `json:"block_addrs"`
+	Version int           `json:"version"`
+	Nodes   []devNodeAddr `json:"nodes"`
 }
 
-// freeAddrs returns n loopback addresses with ports free right now.
-func freeAddrs(n int) ([]string, error) {
-	var addrs []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
+type devNodeAddr struct {
+	Name   string `json:"name"`
+	Raft   string `json:"raft"`
+	GRPC   string `json:"grpc"`
+	Gossip string `json:"gossip"`
+	HTTP   string `json:"http"`
+}
+
+// freeAddr returns a loopback address whose port is free right now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
 	}
-	return addrs, nil
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
-func loadLayout(dir string) (*devLayout, bool, error) {
+func loadLayout(dir, httpAddr string) (*devLayout, error) {
 	path := filepath.Join(dir, "dev-layout.json")
 	b, err := os.ReadFile(path)
-	save := func(l *devLayout) error {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
+	if err == nil {
+		var l devLayout
+		if err := json.Unmarshal(b, &l); err != nil || l.Version != 2 || len(l.Nodes) != devNodes {
+			return nil, fmt.Errorf("%s is not a layout this cofferd dev understands: remove the data directory (%s) to start afresh", path, dir)
 		}
-		b, _ := json.MarshalIndent(l, "", "  ")
-		return os.WriteFile(path, b, 0o600)
+		l.Nodes[0].HTTP = httpAddr
+		return &l, nil
 	}
-	if errors.Is(err, os.ErrNotExist) {
-		l := &devLayout{}
-		if l.Addrs, err = freeAddrs(3); err != nil {
-			return nil, false, err
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	l := &devLayout{Version: 2}
+	for i := range devNodes {
+		n := devNodeAddr{Name: fmt.Sprintf("node%d", i+1)}
+		for _, a := range []*string{&n.Raft, &n.GRPC, &n.Gossip, &n.HTTP} {
+			if *a, err = freeAddr(); err != nil {
+				return nil, err
+			}
 		}
-		if l.BlockAddrs, err = freeAddrs(3); err != nil {
-			return nil, false, err
-		}
-		return l, true, save(l)
+		l.Nodes = append(l.Nodes, n)
 	}
-	if err != nil {
-		return nil, false, err
+	l.Nodes[0].HTTP = httpAddr
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
 	}
-	l := &devLayout{}
-	if err := json.Unmarshal(b, l); err != nil || len(l.Addrs) != 3 || (len(l.BlockAddrs) != 0 && len(l.BlockAddrs) != 3) {
-		return nil, false, fmt.Errorf("%s is damaged: remove the data directory to start afresh", path)
-	}
-	if len(l.BlockAddrs) == 0 { // a data directory from before the block nodes
-		if l.BlockAddrs, err = freeAddrs(3); err != nil {
-			return nil, false, err
-		}
-		if err := save(l); err != nil {
-			return nil, false, err
-		}
-	}
-	return l, false, nil
+	js, _ := json.MarshalIndent(l, "", "  ")
+	return l, os.WriteFile(path, js, 0o600)
 }
 
-func runDev(ctx context.Context, c devConfig) error {
-	layout, fresh, err := loadLayout(c.Dir)
+// adminPassword returns the password to give the first admin: the one
+// asked for, else the one a previous run generated, else a new one.
+func adminPassword(dir, asked string) (password string, generated bool, err error) {
+	if asked != "" {
+		return asked, false, nil
+	}
+	path := filepath.Join(dir, "dev-admin-password")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), false, nil
+	}
+	b := make([]byte, 12)
+	rand.Read(b)
+	password = hex.EncodeToString(b)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", false, err
+	}
+	return password, true, os.WriteFile(path, []byte(password+"\n"), 0o600)
+}
+
+// runDev runs a complete 3-node cluster in this process on 127.0.0.1 until
+// ctx ends (or, with Exit, until it is ready).
+func runDev(ctx context.Context, c devConfig) (err error) {
+	layout, err := loadLayout(c.Dir, c.HTTPAddr)
 	if err != nil {
 		return err
 	}
-	var reps []*devReplica
+	password, generated, err := adminPassword(c.Dir, c.AdminPassword)
+	if err != nil {
+		return err
+	}
+	var nodes []*cluster.Node
 	defer func() {
-		for _, r := range reps {
-			if r.shard != nil {
-				r.shard.Close()
-			}
-			if r.trans != nil {
-				r.trans.Close()
-			}
-			if r.db != nil {
-				r.db.Close()
-			}
-			if r.stores != nil {
-				r.stores.Close()
-			}
+		for _, n := range nodes {
+			err = errors.Join(err, n.Close())
 		}
 	}()
-	var servers []raft.Server
-	for i, addr := range layout.Addrs {
-		r := &devReplica{id: raft.ServerID(fmt.Sprintf("dev%d", i)), addr: addr}
-		reps = append(reps, r)
-		rdir := filepath.Join(c.Dir, string(r.id))
-		log := c.Log.With("replica", string(r.id))
-		if r.stores, err = raftmeta.OpenRaftStores(filepath.Join(rdir, "raft"), log); err != nil {
-			return err
+	start := time.Now()
+	for i, a := range layout.Nodes {
+		var join []string
+		for j, b := range layout.Nodes {
+			if j != i {
+				join = append(join, b.Gossip)
+			}
 		}
-		if r.db, err = raftmeta.OpenPebble(filepath.Join(rdir, "state"), log); err != nil {
-			return err
-		}
-		tl := hclogslog.New(log.With("component", "raft-transport"), hclog.Warn)
-		if r.trans, err = raft.NewTCPTransportWithLogger(addr, nil, 3, 5*time.Second, tl); err != nil {
-			return fmt.Errorf("raft transport on %s: %w", addr, err)
-		}
-		r.shard, err = raftmeta.Open(raftmeta.Config{
-			GroupID: 1, LocalID: r.id, DB: r.db, Transport: r.trans,
-			LogStore: r.stores.Bolt, StableStore: r.stores.Bolt, SnapshotStore: r.stores.Snapshots,
-			Logger: log,
+		n, err := cluster.Start(ctx, cluster.Config{
+			Name: a.Name, Dir: filepath.Join(c.Dir, a.Name),
+			RaftAddr: a.Raft, GRPCAddr: a.GRPC, GossipAddr: a.Gossip, HTTPAddr: a.HTTP,
+			Join: join, BootstrapExpect: devNodes, AdminPassword: password,
+			ControlInterval: 250 * time.Millisecond, DeadAfter: 10 * time.Second,
+			Logger: c.Log.With("dev_node", a.Name),
 		})
 		if err != nil {
-			return err
+			return fmt.Errorf("start %s: %w", a.Name, err)
 		}
-		servers = append(servers, raft.Server{ID: r.id, Address: raft.ServerAddress(addr), Suffrage: raft.Voter})
+		nodes = append(nodes, n)
 	}
-	if fresh {
-		if err := reps[0].shard.Bootstrap(servers); err != nil {
-			return err
-		}
-	}
-	blocks, err := startBlocks(ctx, c.Dir, layout.BlockAddrs, c.Log)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	st, err := waitFormed(wctx, nodes[0], devNodes)
 	if err != nil {
 		return err
 	}
-	defer blocks.Close()
-	leader, err := waitLeader(ctx, reps)
-	if err != nil {
-		return err
+	out := c.Out
+	if out == nil {
+		out = os.Stdout
 	}
-	fmt.Printf("coffer dev: metadata group 1 with 3 replicas on %v; leader %s\n", layout.Addrs, leader.id)
-	fmt.Printf("coffer dev: 3 block nodes (gRPC) on %v; blocks written to W=2 of R=3\n", layout.BlockAddrs)
-	if err := demo(ctx, c, leader.shard, blocks); err != nil {
-		return err
+	printDev(out, st, layout, time.Since(start))
+	fmt.Fprintf(out, "coffer dev: first admin user %q", cluster.AdminUser)
+	switch {
+	case generated:
+		fmt.Fprintf(out, ", generated password %s (saved in %s)\n", password, filepath.Join(c.Dir, "dev-admin-password"))
+	case c.AdminPassword == "":
+		fmt.Fprintf(out, ", password in %s\n", filepath.Join(c.Dir, "dev-admin-password"))
+	default:
+		fmt.Fprintln(out, ", password as given")
+	}
+	if c.onReady != nil {
+		if err := c.onReady(nodes, password); err != nil {
+			return err
+		}
 	}
 	if c.Exit {
 		return nil
 	}
-	fmt.Println("coffer dev: running; Ctrl-C to stop (data kept in", c.Dir+")")
+	fmt.Fprintf(out, "coffer dev: running; try  COFFER_PASSWORD=… coffer --server http://%s admin cluster status ; Ctrl-C stops it (data kept in %s)\n", c.HTTPAddr, c.Dir)
 	<-ctx.Done()
 	return nil
 }
 
-func waitLeader(ctx context.Context, reps []*devReplica) (*devReplica, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+// waitFormed waits until every group has a leader and min(3, nodes)
+// voters, as n sees it.
+func waitFormed(ctx context.Context, n *cluster.Node, nodes int) (*wire.ClusterStatus, error) {
+	var last string
 	for {
-		for _, r := range reps {
-			if r.shard.IsLeader() {
-				if _, err := r.shard.User(ctx, "nobody", raftmeta.ReadOptions{}); err == nil || errors.Is(err, raftmeta.ErrNotFound) {
-					return r, nil
+		st, err := n.Status(ctx)
+		why := ""
+		switch {
+		case err != nil:
+			why = err.Error()
+		case n.Ready() != nil:
+			why = n.Ready().Error()
+		case len(st.Groups) != st.Shards+1:
+			why = fmt.Sprintf("%d of %d groups answer", len(st.Groups), st.Shards+1)
+		default:
+			for _, g := range st.Groups {
+				voters := 0
+				for _, r := range g.Replicas {
+					if r.Suffrage == "voter" {
+						voters++
+					}
+				}
+				if g.Leader == "" || voters < min(3, nodes) {
+					why = fmt.Sprintf("group %d: leader %q, %d voters", g.ID, g.Leader, voters)
+					break
 				}
 			}
+			if why == "" && !leadersSpread(st) {
+				why = "leaders not spread yet"
+			}
 		}
+		if why == "" {
+			return st, nil
+		}
+		last = why
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("no leader elected: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+			return nil, fmt.Errorf("cluster not formed (%s): %w", last, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-// demo creates the admin user on first start, writes a revision of a file
-// and shows its history and the namespace's journal.
-func demo(ctx context.Context, c devConfig, s *raftmeta.Shard, blocks *devBlocks) error {
-	u, err := s.User(ctx, "admin", raftmeta.ReadOptions{})
-	if errors.Is(err, raftmeta.ErrNotFound) {
-		u, err = s.CreateUser(ctx, raftmeta.CreateUserRequest{RequestID: "dev-create-admin", Name: "admin", Password: c.AdminPassword, Admin: true})
-		if err == nil {
-			fmt.Printf("coffer dev: created user admin with password %s\n", c.AdminPassword)
-			os.WriteFile(filepath.Join(c.Dir, "admin-password"), []byte(c.AdminPassword+"\n"), 0o600)
-		}
+// leadersSpread reports whether every node leads within one group of the
+// others.
+func leadersSpread(st *wire.ClusterStatus) bool {
+	leads := map[string]int{}
+	for _, n := range st.Nodes {
+		leads[n.Name] = 0
 	}
-	if err != nil {
-		return err
+	for _, g := range st.Groups {
+		leads[g.Leader]++
 	}
-	body := []byte(fmt.Sprintf("Welcome to Coffer. Written at %s.\n", time.Now().Format(time.RFC3339)))
-	sum := sha256.Sum256(body)
-	// Upload order: the content block first (durable on W nodes), then the
-	// metadata commit that names it.
-	ref := blockstore.Ref(sum)
-	if err := blocks.gw.Put(ctx, ref, body); err != nil {
-		return fmt.Errorf("store block: %w", err)
+	lo, hi := 1<<30, 0
+	for _, v := range leads {
+		lo, hi = min(lo, v), max(hi, v)
 	}
-	res, err := s.Commit(ctx, raftmeta.CommitRequest{
-		RequestID: fmt.Sprintf("dev-demo-%d", time.Now().UnixNano()),
-		Namespace: u.Namespace,
-		Ops: []raftmeta.Op{{Kind: raftmeta.OpPut, Path: "/Welcome.txt", Size: int64(len(body)), Mtime: time.Now().UnixNano(),
-			Hash: sum, Blocks: []raftmeta.Block{{Ref: sum, Size: int64(len(body))}}}},
-	})
-	if err != nil {
-		return err
+	return hi-lo <= 1
+}
+
+func printDev(w io.Writer, st *wire.ClusterStatus, l *devLayout, took time.Duration) {
+	fmt.Fprintf(w, "coffer dev: cluster %s ready in %.1fs: %d nodes, system group + %d shard groups, 3 replicas each\n",
+		st.ClusterID, took.Seconds(), len(st.Nodes), st.Shards)
+	for _, a := range l.Nodes {
+		fmt.Fprintf(w, "  %s  raft %s  grpc %s  gossip %s  http %s\n", a.Name, a.Raft, a.GRPC, a.Gossip, a.HTTP)
 	}
-	fmt.Printf("coffer dev: committed %s revision %d (journal seq %d, raft index %d)\n", res.Ops[0].Path, res.Ops[0].Rev, res.Seq, res.Index)
-	revs, err := s.History(ctx, u.Namespace, raftmeta.Target{Path: "/Welcome.txt"}, raftmeta.HistoryOptions{Limit: 5})
-	if err != nil {
-		return err
+	leads := map[string]int{}
+	for _, g := range st.Groups {
+		leads[g.Leader]++
 	}
-	for _, r := range revs {
-		fmt.Printf("  rev %-3d %-7s %4d bytes  sha256 %s  %s\n", r.Rev, r.Op, r.Size, r.Hash.String()[:16], time.Unix(0, r.Time).Format(time.RFC3339))
-	}
-	got, err := blocks.gw.Get(ctx, ref)
-	if err != nil {
-		return fmt.Errorf("read block back: %w", err)
-	}
-	if sha256.Sum256(got) != sum {
-		return fmt.Errorf("block %s read back with the wrong hash", ref.Short())
-	}
-	fmt.Printf("coffer dev: content block %s read back and verified; held by %s\n", ref.Short(), blocks.holders(ctx, ref))
-	page, err := s.Changes(ctx, u.Namespace, 0, 1000, raftmeta.ReadOptions{})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("coffer dev: journal head %d, %d records held\n", page.Head, len(page.Records))
-	return nil
+	fmt.Fprintf(w, "coffer dev: group leaders per node: %v\n", leads)
+	fmt.Fprintf(w, "coffer dev: HTTP on http://%s (/healthz, /readyz, /metrics, /v1/admin/...)\n", l.Nodes[0].HTTP)
 }

@@ -1,13 +1,10 @@
-// Command cofferd is the Coffer server. Until the cluster issue lands it has
-// one mode, `cofferd dev`: a local three-replica metadata group and three
-// block nodes in one process, with a short demo of an upload (block, then
-// commit), history and the change journal.
+// Command cofferd is the Coffer server: one node of a cluster
+// (`cofferd --name … --join …`), or with `cofferd dev` a complete local
+// 3-node cluster in one process.
 package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,35 +12,93 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/coffer-dev/coffer/cluster"
 )
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "dev" {
-		fmt.Fprintln(os.Stderr, "usage: cofferd dev [--dir DIR] [--admin-password PASSWORD] [--exit]")
-		os.Exit(2)
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) > 0 && args[0] == "dev" {
+		return runDevCommand(ctx, args[1:])
 	}
+	if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
+		usage(os.Stdout)
+		return 0
+	}
+	cfg, opts, err := loadConfig(args, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		usage(os.Stdout)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cofferd: bad configuration:\n%v\n\n", err)
+		usage(os.Stderr)
+		return 2
+	}
+	log, err := newLogger(opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cofferd:", err)
+		return 2
+	}
+	cfg.Logger = log
+	n, err := cluster.Start(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cofferd:", err)
+		if errors.Is(err, cluster.ErrInvalidConfig) {
+			return 2
+		}
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("signal received: draining and stopping")
+	if err := n.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "cofferd: stop:", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(o nodeOptions) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: %v", o.LogLevel, err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, hopts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, hopts)), nil
+}
+
+func runDevCommand(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("cofferd dev", flag.ContinueOnError)
 	dir := fs.String("dir", "./coffer-data", "data directory (reused on restart)")
-	adminPassword := fs.String("admin-password", os.Getenv("COFFER_ADMIN_PASSWORD"), "password of the first admin user (default: generated and printed)")
-	exit := fs.Bool("exit", false, "run the demo and exit instead of serving until interrupted")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "HTTP address of the first node (the gateway)")
+	password := fs.String("admin-password", os.Getenv("COFFER_ADMIN_PASSWORD"), "password of the first admin user (default: generated and printed)")
+	exit := fs.Bool("exit", false, "exit once the cluster is ready instead of serving until interrupted")
 	verbose := fs.Bool("v", false, "debug logging")
-	if err := fs.Parse(os.Args[2:]); err != nil {
-		os.Exit(2)
+	if err := fs.Parse(args); err != nil {
+		return 2
 	}
-	level := slog.LevelInfo
+	// Raft logs routine events (elections, a new replica catching up) as
+	// warnings: dev prints its own summary and shows only errors unless -v.
+	level := slog.LevelError
 	if *verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *adminPassword == "" {
-		b := make([]byte, 12)
-		rand.Read(b)
-		*adminPassword = hex.EncodeToString(b)
+	err := runDev(ctx, devConfig{Dir: *dir, HTTPAddr: *httpAddr, AdminPassword: *password, Exit: *exit, Log: log})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "cofferd dev:", err)
+		if errors.Is(err, cluster.ErrInvalidConfig) {
+			return 2
+		}
+		return 1
 	}
-	if err := runDev(ctx, devConfig{Dir: *dir, AdminPassword: *adminPassword, Exit: *exit, Log: log}); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(os.Stderr, "cofferd:", err)
-		os.Exit(1)
-	}
+	return 0
 }

@@ -1,0 +1,388 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/coffer-dev/coffer/cluster/adminrpc"
+	"github.com/coffer-dev/coffer/cluster/members"
+	"github.com/coffer-dev/coffer/cluster/metarpc"
+	"github.com/coffer-dev/coffer/cluster/sysgroup"
+	"github.com/coffer-dev/coffer/internal/wire"
+	"github.com/coffer-dev/coffer/raftmeta"
+)
+
+var (
+	_ adminrpc.Service = (*Node)(nil)
+	_ metarpc.Shards   = (*Node)(nil)
+)
+
+// Shard implements metarpc.Shards: this node's replica of a shard group.
+func (n *Node) Shard(group uint64) (metarpc.Shard, error) {
+	if group == SystemGroup {
+		return nil, fmt.Errorf("%w: group 0 is the system group, not a shard", raftmeta.ErrNotFound)
+	}
+	g := n.group(group)
+	if g == nil || g.shard == nil {
+		return nil, fmt.Errorf("%w: node %s hosts no replica of group %d", raftmeta.ErrNotFound, n.cfg.Name, group)
+	}
+	return timedShard{Shard: g.shard, commit: n.metrics.commit.WithLabelValues(strconv.FormatUint(group, 10))}, nil
+}
+
+// GRPCAddr implements metarpc.Shards: a node's gRPC address from gossip.
+func (n *Node) GRPCAddr(nodeID string) string {
+	for _, m := range n.members.Nodes() {
+		if m.Name == nodeID {
+			return m.Meta.GRPCAddr
+		}
+	}
+	return ""
+}
+
+// metaShard is what the node itself calls on a shard's leader.
+type metaShard interface {
+	CreateUser(ctx context.Context, r raftmeta.CreateUserRequest) (*raftmeta.User, error)
+	Authenticate(ctx context.Context, name, password string) (*raftmeta.User, error)
+}
+
+type remoteShard struct {
+	c     *metarpc.Client
+	group uint64
+}
+
+func (r remoteShard) CreateUser(ctx context.Context, req raftmeta.CreateUserRequest) (*raftmeta.User, error) {
+	return r.c.CreateUser(ctx, r.group, req)
+}
+
+func (r remoteShard) Authenticate(ctx context.Context, name, password string) (*raftmeta.User, error) {
+	return r.c.Authenticate(ctx, r.group, name, password)
+}
+
+// metaCall runs f against group's leader (this node's replica, or the
+// leader's over gRPC), following not-leader answers for a few tries.
+func (n *Node) metaCall(ctx context.Context, group uint64, f func(context.Context, metaShard) error) (string, error) {
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return "", errors.Join(err, ctx.Err())
+			case <-time.After(100 * time.Millisecond * time.Duration(min(attempt, 10))):
+			}
+		}
+		leader := n.leaderName(group)
+		if leader == "" {
+			err = fmt.Errorf("group %d has no known leader", group)
+			continue
+		}
+		var s metaShard
+		if leader == n.cfg.Name {
+			g := n.group(group)
+			if g == nil || g.shard == nil {
+				err = fmt.Errorf("group %d: no local replica", group)
+				continue
+			}
+			s = g.shard
+		} else {
+			addr := n.GRPCAddr(leader)
+			conn, cerr := n.conns.get(addr)
+			if cerr != nil {
+				err = cerr
+				continue
+			}
+			s = remoteShard{metarpc.NewClient(conn, metarpc.ClientConfig{}), group}
+		}
+		err = f(ctx, s)
+		if err == nil || !(errors.Is(err, raftmeta.ErrNotLeader) || errors.Is(err, metarpc.ErrUnavailable) || errors.Is(err, raftmeta.ErrUnknownOutcome)) {
+			return leader, err
+		}
+	}
+	return "", err
+}
+
+func (n *Node) adminClient(node string) (*adminrpc.Client, error) {
+	addr := n.GRPCAddr(node)
+	if addr == "" {
+		return nil, fmt.Errorf("%w: %s (no gRPC address in gossip)", ErrUnknownNode, node)
+	}
+	conn, err := n.conns.get(addr)
+	if err != nil {
+		return nil, err
+	}
+	return adminrpc.NewClient(conn), nil
+}
+
+// GroupInfo implements adminrpc.Service: this node's replica of a group.
+func (n *Node) GroupInfo(ctx context.Context, id uint64) (*adminrpc.GroupReplica, error) {
+	g := n.group(id)
+	if g == nil {
+		return nil, fmt.Errorf("%w: node %s hosts no replica of group %d", adminrpc.ErrNotFound, n.cfg.Name, id)
+	}
+	r := g.raft()
+	st := r.Stats()
+	cfg, idx, err := configuration(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: group %d: %v", adminrpc.ErrUnavailable, id, err)
+	}
+	_, lid := r.LeaderWithID()
+	info := &adminrpc.GroupReplica{
+		Group: id, Node: n.cfg.Name, State: r.State().String(), Leader: string(lid),
+		Term: statUint(st, "term"), Commit: statUint(st, "commit_index"), Applied: g.applied(),
+		LastLog: statUint(st, "last_log_index"), ConfigIndex: idx,
+	}
+	info.ConfigCommitted = idx <= info.Commit
+	if r.State() == raft.Leader {
+		info.LastContact = 0
+	} else if lc := r.LastContact(); !lc.IsZero() {
+		info.LastContact = time.Since(lc)
+	}
+	for _, s := range cfg.Servers {
+		suf := "voter"
+		if s.Suffrage != raft.Voter {
+			suf = "nonvoter"
+		}
+		info.Config = append(info.Config, wire.ReplicaStatus{Node: string(s.ID), Suffrage: suf})
+	}
+	return info, nil
+}
+
+// ChangeGroup implements adminrpc.Service: one membership change of a group
+// this node leads, or (Drain) the news that this node is being removed.
+func (n *Node) ChangeGroup(ctx context.Context, c adminrpc.GroupChange) error {
+	if c.Kind == adminrpc.Drain {
+		if c.Node != n.cfg.Name {
+			return fmt.Errorf("%w: drain for %s sent to %s", adminrpc.ErrInvalidArgument, c.Node, n.cfg.Name)
+		}
+		if !n.draining.Swap(true) {
+			n.log.Warn("this node is being removed from the cluster: handing its replicas and blocks over")
+			n.publish(n.leads())
+		}
+		return nil
+	}
+	g := n.group(c.Group)
+	if g == nil {
+		return fmt.Errorf("%w: node %s hosts no replica of group %d", adminrpc.ErrNotFound, n.cfg.Name, c.Group)
+	}
+	r := g.raft()
+	if r.State() != raft.Leader {
+		_, id := r.LeaderWithID()
+		return &adminrpc.NotLeaderError{LeaderID: string(id), Leader: n.GRPCAddr(string(id))}
+	}
+	_, idx, err := configuration(r)
+	if err != nil {
+		return fmt.Errorf("%w: %v", adminrpc.ErrUnavailable, err)
+	}
+	if c.PrevIndex != 0 && c.PrevIndex != idx {
+		return fmt.Errorf("%w: group %d configuration is at %d, the change was planned at %d", adminrpc.ErrStale, c.Group, idx, c.PrevIndex)
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	id, addr := raft.ServerID(c.Node), raft.ServerAddress(c.Addr)
+	var f raft.Future
+	switch c.Kind {
+	case adminrpc.AddNonvoter:
+		if c.Addr == "" {
+			return fmt.Errorf("%w: add needs the node's Raft address", adminrpc.ErrInvalidArgument)
+		}
+		f = r.AddNonvoter(id, addr, idx, timeout)
+	case adminrpc.AddVoter:
+		cfg, _, _ := configuration(r)
+		s, ok := inConfig(cfg, c.Node)
+		if !ok {
+			return fmt.Errorf("%w: %s is not in group %d", adminrpc.ErrInvalidArgument, c.Node, c.Group)
+		}
+		f = r.AddVoter(id, s.Address, idx, timeout)
+	case adminrpc.Remove:
+		f = r.RemoveServer(id, idx, timeout)
+	case adminrpc.Transfer:
+		cfg, _, _ := configuration(r)
+		s, ok := inConfig(cfg, c.Node)
+		if !ok || s.Suffrage != raft.Voter {
+			return fmt.Errorf("%w: %s is not a voter of group %d", adminrpc.ErrInvalidArgument, c.Node, c.Group)
+		}
+		f = r.LeadershipTransferToServer(id, s.Address)
+	default:
+		return fmt.Errorf("%w: unknown change %q", adminrpc.ErrInvalidArgument, c.Kind)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return &adminrpc.NotLeaderError{}
+	}
+	return err
+}
+
+// RemoveNode implements adminrpc.Service: mark a node for removal in the
+// system group (on its leader); the controller drains it, then records it
+// as removed.
+func (n *Node) RemoveNode(ctx context.Context, name string) error {
+	g := n.group(SystemGroup)
+	if g == nil || g.raft().State() != raft.Leader {
+		leader := n.leaderName(SystemGroup)
+		if leader == "" || leader == n.cfg.Name {
+			return fmt.Errorf("%w: the system group has no leader", adminrpc.ErrUnavailable)
+		}
+		c, err := n.adminClient(leader)
+		if err != nil {
+			return fmt.Errorf("%w: %v", adminrpc.ErrUnavailable, err)
+		}
+		return c.RemoveNode(ctx, name)
+	}
+	known := false
+	for _, m := range n.members.All() {
+		known = known || m.Name == name
+	}
+	if rec, err := g.sys.Node(name); err == nil {
+		known = true
+		if rec.State == sysgroup.NodeRemoved || rec.State == sysgroup.NodeRemoving {
+			return nil
+		}
+	}
+	if !known {
+		return fmt.Errorf("%w: no node named %q in the cluster", adminrpc.ErrNotFound, name)
+	}
+	if _, err := g.sys.SetNodeState(ctx, "remove-"+name+"-active", name, sysgroup.NodeActive); err != nil && !errors.Is(err, sysgroup.ErrInvalidArgument) {
+		return err
+	}
+	if _, err := g.sys.SetNodeState(ctx, "remove-"+name+"-draining", name, sysgroup.NodeRemoving); err != nil {
+		return err
+	}
+	n.log.Warn("node marked for removal: draining it", "node", name)
+	return nil
+}
+
+// Status implements adminrpc.Service: the cluster as this node sees it.
+func (n *Node) Status(ctx context.Context) (*wire.ClusterStatus, error) {
+	st := &wire.ClusterStatus{ClusterID: n.clusterID(), Node: n.cfg.Name, Shards: n.Shards()}
+	removing := map[string]bool{}
+	if g := n.group(SystemGroup); g != nil {
+		if recs, err := g.sys.Nodes(); err == nil {
+			for _, r := range recs {
+				removing[r.Name] = r.State == sysgroup.NodeRemoving
+			}
+		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	all := n.members.All()
+	for _, m := range all {
+		st.Nodes = append(st.Nodes, wire.NodeStatus{
+			Name: m.Name, State: m.State.String(), Roles: m.Meta.Roles, Gossip: m.Addr,
+			GRPC: m.Meta.GRPCAddr, Raft: m.Meta.RaftAddr, HTTP: m.Meta.HTTPAddr, Leads: m.Meta.Leads,
+			Removing: removing[m.Name] || m.Meta.Draining,
+		})
+	}
+	usage := make([]*wire.BlockUsage, len(all))
+	for i, m := range all {
+		if m.Meta.HasRole(RoleBlock) && (m.State == members.StateAlive || m.State == members.StateSuspect) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				u, err := n.blockUsage(ctx, m.Name, m.Meta.GRPCAddr)
+				if err != nil {
+					mu.Lock()
+					st.Problems = append(st.Problems, fmt.Sprintf("block usage of %s: %v", m.Name, err))
+					mu.Unlock()
+					return
+				}
+				usage[i] = u
+			}()
+		}
+	}
+	groups := make([]*wire.GroupStatus, st.Shards+1)
+	for id := 0; id <= st.Shards; id++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gs, err := n.groupStatus(ctx, uint64(id))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				st.Problems = append(st.Problems, fmt.Sprintf("group %d: %v", id, err))
+			}
+			groups[id] = gs
+		}()
+	}
+	wg.Wait()
+	for i := range st.Nodes {
+		st.Nodes[i].Block = usage[i]
+	}
+	for _, g := range groups {
+		if g != nil {
+			st.Groups = append(st.Groups, *g)
+		}
+	}
+	if st.ClusterID == "" {
+		st.Problems = append(st.Problems, "the cluster is not formed yet")
+	}
+	slices.Sort(st.Problems)
+	return st, nil
+}
+
+func (n *Node) blockUsage(ctx context.Context, name, addr string) (*wire.BlockUsage, error) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if name == n.cfg.Name && n.blocks != nil {
+		bs, err := n.blocks.Stats(cctx)
+		if err != nil {
+			return nil, err
+		}
+		return &wire.BlockUsage{Blocks: bs.Blocks, LiveBytes: bs.Bytes, DiskBytes: bs.DiskBytes, FreeBytes: bs.FreeBytes}, nil
+	}
+	if n.blockPool == nil {
+		return nil, errors.New("this node has no block client")
+	}
+	c, err := n.blockPool.Client(cctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	bs, err := c.Stats(cctx)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.BlockUsage{Blocks: bs.Blocks, LiveBytes: bs.Bytes, DiskBytes: bs.DiskBytes, FreeBytes: bs.FreeBytes}, nil
+}
+
+// groupStatus asks the group's leader and each replica for their view.
+func (n *Node) groupStatus(ctx context.Context, id uint64) (*wire.GroupStatus, error) {
+	kind := "shard"
+	if id == SystemGroup {
+		kind = "system"
+	}
+	gs := &wire.GroupStatus{ID: id, Kind: kind}
+	info, err := n.leaderGroupInfo(ctx, id)
+	if err != nil {
+		return gs, err
+	}
+	gs.Leader, gs.Term, gs.Commit, gs.Applied = info.Node, info.Term, info.Commit, info.Applied
+	gs.Replicas = make([]wire.ReplicaStatus, len(info.Config))
+	var wg sync.WaitGroup
+	for i, r := range info.Config {
+		gs.Replicas[i] = r
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			if ri, err := n.nodeGroupInfo(cctx, r.Node, id); err == nil {
+				gs.Replicas[i].Applied = ri.Applied
+			}
+		}()
+	}
+	wg.Wait()
+	return gs, nil
+}

@@ -1,0 +1,75 @@
+package adminrpc
+
+import (
+	"context"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/wire"
+)
+
+// Service is what the admin gRPC server serves; the cluster node
+// implements it. Every method may be called on any node: Status gathers
+// the cluster's view from this node, RemoveNode is forwarded to the system
+// group's leader by the implementation, and the Group* methods act on this
+// node's own replicas (the placement controller calls them on the node that
+// hosts the replica or leads the group).
+type Service interface {
+	// Status reports the cluster as this node sees it.
+	Status(ctx context.Context) (*wire.ClusterStatus, error)
+	// RemoveNode drains node id (its replicas move away) and then removes
+	// it from the cluster.
+	RemoveNode(ctx context.Context, id string) error
+	// GroupInfo reports this node's replica of a group (ErrNotFound if the
+	// node hosts none).
+	GroupInfo(ctx context.Context, group uint64) (*GroupReplica, error)
+	// ChangeGroup applies one membership change to a group whose leader is
+	// on this node (a not-leader error otherwise).
+	ChangeGroup(ctx context.Context, c GroupChange) error
+}
+
+// GroupReplica is one node's replica of a group.
+type GroupReplica struct {
+	Group   uint64               `json:"group"`
+	Node    string               `json:"node"`
+	State   string               `json:"state"` // Raft state: Leader, Follower, Candidate
+	Leader  string               `json:"leader,omitempty"`
+	Term    uint64               `json:"term"`
+	Commit  uint64               `json:"commit_index"`
+	Applied uint64               `json:"applied_index"`
+	LastLog uint64               `json:"last_log_index"`
+	Config  []wire.ReplicaStatus `json:"config"`
+	// ConfigIndex is the log index of the latest configuration; Committed
+	// says whether it is committed (only one change at a time per group).
+	ConfigIndex     uint64        `json:"config_index"`
+	ConfigCommitted bool          `json:"config_committed"`
+	LastContact     time.Duration `json:"last_contact"`
+}
+
+// ChangeKind names a group membership change.
+type ChangeKind string
+
+// The membership changes.
+const (
+	AddNonvoter ChangeKind = "add_nonvoter"
+	AddVoter    ChangeKind = "add_voter"
+	Remove      ChangeKind = "remove"
+	// Transfer moves leadership to Node.
+	Transfer ChangeKind = "transfer"
+	// Drain tells the node that receives it that it is being removed
+	// (Group and PrevIndex are ignored): it stops taking blocks and hands
+	// its own over.
+	Drain ChangeKind = "drain"
+)
+
+// GroupChange is one membership change of one group, conditional on the
+// configuration index it was planned against (stale plans are refused).
+type GroupChange struct {
+	Group uint64     `json:"group"`
+	Kind  ChangeKind `json:"kind"`
+	Node  string     `json:"node"`
+	// Addr is the node's Raft address (for adds).
+	Addr string `json:"addr,omitempty"`
+	// PrevIndex is the configuration index the change was planned against
+	// (0: unconditional).
+	PrevIndex uint64 `json:"prev_index"`
+}

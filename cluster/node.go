@@ -1,0 +1,429 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/grpc"
+
+	"github.com/coffer-dev/coffer/blockstore"
+	"github.com/coffer-dev/coffer/blockstore/blockrpc"
+	"github.com/coffer-dev/coffer/blockstore/localstore"
+	"github.com/coffer-dev/coffer/blockstore/replica"
+	"github.com/coffer-dev/coffer/cluster/adminrpc"
+	"github.com/coffer-dev/coffer/cluster/members"
+	"github.com/coffer-dev/coffer/cluster/metarpc"
+	"github.com/coffer-dev/coffer/cluster/raftmux"
+	"github.com/coffer-dev/coffer/raftmeta"
+)
+
+// Node is one running cofferd node. Start it with Start; Close stops it.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+	dir *dataDir
+
+	idMu sync.Mutex
+	id   identity
+
+	db      *pebble.DB
+	mux     *raftmux.Mux
+	members *members.Members
+	grpcLis net.Listener
+	grpc    *grpc.Server
+	httpLis net.Listener
+	http    *http.Server
+	conns   *connPool
+	metrics *metrics
+
+	// Block role.
+	blocks    *localstore.Store
+	blockPool *blockrpc.Pool
+	repl      *replica.Replicator
+	liveRepl  atomic.Pointer[replica.Replicator]
+
+	groupsMu sync.Mutex
+	groups   map[uint64]*group
+
+	// shards is the cluster's shard count once known (0 before).
+	shards   atomic.Int64
+	draining atomic.Bool
+	closing  atomic.Bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	loops  sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+// Start starts a node: it takes the data directory, opens its listeners,
+// stores and the replicas it hosts, joins the cluster and starts its
+// background work (bootstrap, placement, repair). It returns once the node
+// is serving; use Ready or WaitReady to know when the cluster is formed.
+func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	n = &Node{cfg: cfg, groups: map[uint64]*group{}}
+	n.log = cfg.Logger.With("node", cfg.Name)
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if n.dir, n.id, err = openDataDir(cfg.Dir, cfg.Name); err != nil {
+		return nil, err
+	}
+	n.metrics = newMetrics(n)
+	creds, err := cfg.transportCredentials()
+	if err != nil {
+		return nil, err
+	}
+	n.conns = newConnPool(creds)
+	// Bind every port first, so a clash is reported before anything else.
+	if n.mux, err = raftmux.Listen(cfg.RaftAddr, raftmux.Config{
+		Logger: n.log.With("component", "raftmux"), OnUnknownGroup: n.onUnknownGroup,
+		ServerTLS: creds.server, ClientTLS: creds.client,
+	}); err != nil {
+		return nil, fmt.Errorf("%w: raft-addr %s: %w", ErrInvalidConfig, cfg.RaftAddr, err)
+	}
+	n.cfg.RaftAddr = n.mux.Addr().String()
+	if n.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("%w: grpc-addr %s: %w", ErrInvalidConfig, cfg.GRPCAddr, err)
+	}
+	n.cfg.GRPCAddr = n.grpcLis.Addr().String()
+	if n.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("%w: http-addr %s: %w", ErrInvalidConfig, cfg.HTTPAddr, err)
+	}
+	n.cfg.HTTPAddr = n.httpLis.Addr().String()
+
+	if n.db, err = raftmeta.OpenPebble(n.dir.statePath(), n.log); err != nil {
+		return nil, fmt.Errorf("%w: state store: %w", ErrDataDir, err)
+	}
+	n.grpc = grpc.NewServer(append(blockrpc.ServerOptions(), creds.serverOptions(n.metrics)...)...)
+	if cfg.HasRole(RoleBlock) {
+		if err := n.startBlockStore(); err != nil {
+			return nil, err
+		}
+	}
+	metarpc.NewServer(n, n.log).Register(n.grpc)
+	adminrpc.NewServer(n, n.log).Register(n.grpc)
+	go func() { _ = n.grpc.Serve(n.grpcLis) }()
+
+	// Reopen the replicas this node hosted before a restart.
+	have, err := n.dir.groups()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDataDir, err)
+	}
+	n.groupsMu.Lock()
+	for _, id := range have {
+		if _, err = n.openGroupLocked(id); err != nil {
+			break
+		}
+	}
+	n.groupsMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+
+	meta := members.Meta{
+		Roles: cfg.Roles, GRPCAddr: n.cfg.GRPCAddr, RaftAddr: n.cfg.RaftAddr, HTTPAddr: n.cfg.HTTPAddr,
+		ClusterID: n.id.ClusterID,
+	}
+	if n.members, err = members.Start(ctx, members.Config{
+		Name: cfg.Name, BindAddr: cfg.GossipAddr, Meta: meta, Logger: n.log,
+		Fast: cfg.Fast, SecretKey: cfg.GossipKey,
+	}); err != nil {
+		return nil, fmt.Errorf("gossip-addr %s: %w", cfg.GossipAddr, err)
+	}
+	n.cfg.GossipAddr = n.members.Addr()
+	if len(cfg.Join) > 0 {
+		if err := n.join(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.HasRole(RoleBlock) {
+		if err := n.startReplicator(); err != nil {
+			return nil, err
+		}
+	}
+	n.http = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = n.http.Serve(n.httpLis) }()
+
+	n.goLoop(n.identityLoop)
+	n.goLoop(n.leadsLoop)
+	n.goLoop(n.controlLoop)
+	n.goLoop(n.orphanLoop)
+	if len(cfg.Join) > 0 {
+		n.goLoop(n.rejoinLoop)
+	}
+	n.log.Info("node started", "raft", n.cfg.RaftAddr, "grpc", n.cfg.GRPCAddr,
+		"gossip", n.cfg.GossipAddr, "http", n.cfg.HTTPAddr, "roles", cfg.Roles, "cluster", n.clusterID())
+	return n, nil
+}
+
+func (n *Node) goLoop(f func(ctx context.Context)) {
+	n.loops.Add(1)
+	go func() {
+		defer n.loops.Done()
+		f(n.ctx)
+	}()
+}
+
+// join contacts the --join addresses. Unreachable peers are retried in the
+// background (they may not be up yet); peers that all belong to another
+// cluster are a fatal ErrWrongCluster.
+func (n *Node) join(ctx context.Context) error {
+	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := n.members.Join(jctx, n.cfg.Join...); err != nil {
+		n.log.Warn("join: no peer reachable yet, retrying in the background", "join", n.cfg.Join, "err", err)
+		return nil
+	}
+	return n.checkJoinedCluster(ctx)
+}
+
+// checkJoinedCluster refuses a node whose join peers all belong to another
+// cluster than the one its data directory names.
+func (n *Node) checkJoinedCluster(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		ign := n.members.Ignored()
+		others := 0
+		for _, ig := range ign {
+			if slices.Contains(n.cfg.Join, ig.Addr) && ig.ClusterID != "" {
+				others++
+				if others == len(n.cfg.Join) {
+					return fmt.Errorf("%w: this node's data directory belongs to cluster %s, but %s belongs to cluster %s",
+						ErrWrongCluster, n.clusterID(), ig.Addr, ig.ClusterID)
+				}
+			}
+		}
+		if len(n.members.Nodes()) > 1 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval while gossip merges
+	}
+	return nil
+}
+
+// rejoinLoop keeps trying the --join addresses while the node sees no
+// peer (they were down at start, or the node was partitioned away).
+func (n *Node) rejoinLoop(ctx context.Context) {
+	t := time.NewTicker(pick(n.cfg.Fast, 500*time.Millisecond, 5*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if len(n.members.Nodes()) > 1 {
+			continue
+		}
+		jctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if _, err := n.members.Join(jctx, n.cfg.Join...); err == nil {
+			if err := n.checkJoinedCluster(ctx); errors.Is(err, ErrWrongCluster) {
+				n.log.Error("refusing to join", "err", err)
+			}
+		}
+		cancel()
+	}
+}
+
+func (n *Node) startBlockStore() (err error) {
+	n.blocks, err = localstore.Open(localstore.Config{
+		Dir:          n.dir.blocksPath(),
+		MinFreeBytes: n.cfg.BlockMinFreeBytes,
+		Logger:       n.log.With("component", "localstore"),
+		OnCorrupt: func(ref blockstore.Ref) {
+			if r := n.liveRepl.Load(); r != nil {
+				r.OnCorrupt(ref)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("%w: block store: %w", ErrDataDir, err)
+	}
+	svc, err := blockrpc.NewServer(n.metrics.timedStore(n.blocks), blockrpc.ServerConfig{Logger: n.log.With("component", "blockrpc")})
+	if err != nil {
+		return err
+	}
+	svc.Register(n.grpc)
+	return nil
+}
+
+func (n *Node) startReplicator() (err error) {
+	if n.blockPool, err = blockrpc.NewPool(blockrpc.ClientConfig{Logger: n.log, DialOptions: n.conns.creds.dialOptions()}); err != nil {
+		return err
+	}
+	dial := replica.DialerFunc(func(ctx context.Context, nd replica.Node) (replica.Peer, error) {
+		return n.blockPool.Client(ctx, nd.Addr)
+	})
+	n.repl, err = replica.New(replica.Config{
+		Self: replica.NodeID(n.cfg.Name), Local: n.blocks, R: n.cfg.BlockR, W: n.cfg.BlockW,
+		Membership: blockMembership{n}, Dialer: dial, Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.repl.Start(n.ctx)
+	n.liveRepl.Store(n.repl)
+	return nil
+}
+
+// blockMembership is the block nodes placement uses: live members with the
+// block role that are not being drained.
+type blockMembership struct{ n *Node }
+
+func (b blockMembership) BlockNodes() []replica.Node {
+	var out []replica.Node
+	for _, m := range b.n.members.Nodes() {
+		if m.Meta.HasRole(RoleBlock) && !m.Meta.Draining {
+			out = append(out, replica.Node{ID: replica.NodeID(m.Name), Addr: m.Meta.GRPCAddr})
+		}
+	}
+	return out
+}
+
+func (b blockMembership) Changes() <-chan struct{} { return b.n.members.Changes() }
+
+// Blocks returns the node's replicator (nil without the block role): the
+// block layer as the gateway uses it.
+func (n *Node) Blocks() *replica.Replicator { return n.repl }
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Addrs returns the node's bound addresses (useful with port 0).
+func (n *Node) Addrs() (raftAddr, grpcAddr, gossipAddr, httpAddr string) {
+	return n.cfg.RaftAddr, n.cfg.GRPCAddr, n.cfg.GossipAddr, n.cfg.HTTPAddr
+}
+
+func (n *Node) clusterID() string {
+	n.idMu.Lock()
+	defer n.idMu.Unlock()
+	return n.id.ClusterID
+}
+
+// ClusterID returns the cluster's ID, "" until the cluster is formed.
+func (n *Node) ClusterID() string { return n.clusterID() }
+
+// Shards returns the cluster's number of shard groups, 0 until known.
+func (n *Node) Shards() int { return int(n.shards.Load()) }
+
+// Close drains and stops the node: it hands leadership of the groups it
+// leads to other replicas, leaves the gossip, stops serving and closes its
+// stores. It is idempotent.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		n.closing.Store(true)
+		if n.members != nil {
+			n.handOffLeadership(5 * time.Second)
+		}
+		if n.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			_ = n.http.Shutdown(ctx)
+			cancel()
+		} else if n.httpLis != nil {
+			n.httpLis.Close()
+		}
+		n.cancel()
+		n.loops.Wait()
+		var errs []error
+		if n.members != nil {
+			errs = append(errs, n.members.Close())
+		}
+		if n.grpc != nil {
+			stopGRPC(n.grpc, 3*time.Second)
+		} else if n.grpcLis != nil {
+			n.grpcLis.Close()
+		}
+		n.liveRepl.Store(nil)
+		if n.repl != nil {
+			errs = append(errs, n.repl.Close())
+		}
+		if n.blockPool != nil {
+			errs = append(errs, n.blockPool.Close())
+		}
+		n.groupsMu.Lock()
+		for id, g := range n.groups {
+			n.metrics.unwatchGroup(id)
+			errs = append(errs, g.close())
+			delete(n.groups, id)
+		}
+		n.groupsMu.Unlock()
+		if n.mux != nil {
+			errs = append(errs, n.mux.Close())
+		}
+		if n.blocks != nil {
+			errs = append(errs, n.blocks.Close())
+		}
+		if n.db != nil {
+			errs = append(errs, n.db.Close())
+		}
+		if n.conns != nil {
+			n.conns.close()
+		}
+		if n.dir != nil {
+			n.dir.close()
+		}
+		n.err = errors.Join(errs...)
+		n.log.Info("node stopped", "err", n.err)
+	})
+	return n.err
+}
+
+// stopGRPC stops s gracefully, or at once after timeout (long polls).
+func stopGRPC(s *grpc.Server, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		s.Stop()
+		<-done
+	}
+}
+
+// handOffLeadership transfers the leadership of every group this node
+// leads to another voter, so a planned stop costs no election timeout.
+func (n *Node) handOffLeadership(timeout time.Duration) {
+	var wg sync.WaitGroup
+	for _, g := range n.hosted() {
+		r := g.raft()
+		if r.State() != raftLeader {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := r.LeadershipTransfer()
+			done := make(chan error, 1)
+			go func() { done <- f.Error() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					n.log.Debug("leadership hand-off failed", "group", g.id, "err", err)
+				}
+			case <-time.After(timeout):
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,295 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coffer-dev/coffer/cluster/sysgroup"
+	"github.com/coffer-dev/coffer/internal/wire"
+	"github.com/coffer-dev/coffer/raftmeta"
+)
+
+const testAdminPassword = "correct horse battery"
+
+// testNode starts a Fast node on free loopback ports.
+type testNodeOpts struct {
+	name   string
+	dir    string
+	join   []string
+	expect int
+	shards int
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() && os.Getenv("COFFER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func testConfig(t testing.TB, o testNodeOpts) Config {
+	if o.dir == "" {
+		o.dir = filepath.Join(t.TempDir(), o.name)
+	}
+	return Config{
+		Name: o.name, Dir: o.dir,
+		RaftAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Join: o.join, BootstrapExpect: o.expect, Shards: o.shards,
+		AdminPassword: testAdminPassword,
+		Password:      raftmeta.PasswordParams{Time: 1, MemoryKiB: 1024, Threads: 1},
+		Fast:          true, BlockMinFreeBytes: -1,
+		Logger: testLogger(t).With("test_node", o.name),
+	}
+}
+
+func startTestNode(t testing.TB, o testNodeOpts) *Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := Start(ctx, testConfig(t, o))
+	if err != nil {
+		t.Fatalf("start %s: %v", o.name, err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// waitFor polls cond until it returns nil or the deadline passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not done after %v: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+// formed checks that every group has a leader and exactly the voters
+// want names, with no nonvoters, as n's Status reports it.
+func formed(ctx context.Context, n *Node, want []string) (*wire.ClusterStatus, error) {
+	st, err := n.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st.Shards == 0 || len(st.Groups) != st.Shards+1 {
+		return st, fmt.Errorf("groups %d of %d answer; problems %v", len(st.Groups), st.Shards+1, st.Problems)
+	}
+	for _, g := range st.Groups {
+		var voters []string
+		for _, r := range g.Replicas {
+			if r.Suffrage != "voter" {
+				return st, fmt.Errorf("group %d has nonvoter %s", g.ID, r.Node)
+			}
+			voters = append(voters, r.Node)
+		}
+		slices.Sort(voters)
+		if g.Leader == "" {
+			return st, fmt.Errorf("group %d has no leader", g.ID)
+		}
+		if want != nil && !slices.Equal(voters, want) {
+			return st, fmt.Errorf("group %d voters %v, want %v", g.ID, voters, want)
+		}
+		if want == nil && len(voters) != 3 {
+			return st, fmt.Errorf("group %d voters %v, want 3", g.ID, voters)
+		}
+	}
+	return st, nil
+}
+
+func replicasPerNode(st *wire.ClusterStatus) map[string]int {
+	out := map[string]int{}
+	for _, g := range st.Groups {
+		for _, r := range g.Replicas {
+			out[r.Node]++
+		}
+	}
+	return out
+}
+
+func leadersPerNode(st *wire.ClusterStatus) map[string]int {
+	out := map[string]int{}
+	for _, g := range st.Groups {
+		out[g.Leader]++
+	}
+	return out
+}
+
+// adminGet fetches an admin endpoint of n with the admin's credentials.
+func adminGet(t testing.TB, n *Node, path, user, password string) (int, []byte) {
+	t.Helper()
+	_, _, _, httpAddr := n.Addrs()
+	req, _ := http.NewRequest("GET", "http://"+httpAddr+path, nil)
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// crash stops a node as a crash would: no leadership hand-off, no gossip
+// leave. (Its files are closed, which a crash would not do; what is on
+// disk is what fsync made durable either way.)
+func (n *Node) crash() {
+	n.members.Kill()
+	n.closing.Store(true)
+	n.Close()
+}
+
+// One story, in-process: three nodes form a cluster (with the admin user);
+// leaders are spread; a fourth node joins and receives replicas; a node
+// crashes and its replicas move to the others; a node is removed on
+// purpose and drained.
+func TestClusterFormsGrowsHealsAndDrains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("in-process cluster")
+	}
+	ctx := context.Background()
+	const shards = 4
+	n1 := startTestNode(t, testNodeOpts{name: "n1", expect: 3, shards: shards})
+	_, _, seed, _ := n1.Addrs()
+	n2 := startTestNode(t, testNodeOpts{name: "n2", expect: 3, shards: shards, join: []string{seed}})
+	n3 := startTestNode(t, testNodeOpts{name: "n3", expect: 3, shards: shards, join: []string{seed}})
+	all3 := []string{"n1", "n2", "n3"}
+	waitFor(t, 60*time.Second, "three nodes form the cluster", func() error {
+		_, err := formed(ctx, n1, all3)
+		return err
+	})
+	for _, n := range []*Node{n1, n2, n3} {
+		waitFor(t, 10*time.Second, n.Name()+" ready", n.Ready)
+		if n.ClusterID() != n1.ClusterID() || n.Shards() != shards {
+			t.Fatalf("%s: cluster %q shards %d; n1 has %q", n.Name(), n.ClusterID(), n.Shards(), n1.ClusterID())
+		}
+	}
+	// The cluster ID is recorded in every data directory.
+	b, err := os.ReadFile(filepath.Join(n3.cfg.Dir, "node.json"))
+	if err != nil || !strings.Contains(string(b), n1.ClusterID()) {
+		t.Fatalf("n3 node.json %s, %v: want the cluster ID %s", b, err, n1.ClusterID())
+	}
+	// Leaders are spread: 5 groups over 3 nodes.
+	waitFor(t, 30*time.Second, "leaders spread", func() error {
+		st, err := formed(ctx, n1, all3)
+		if err != nil {
+			return err
+		}
+		l := leadersPerNode(st)
+		if spread(l) > 1 || len(l) != 3 {
+			return fmt.Errorf("leaders per node %v", l)
+		}
+		return nil
+	})
+	// The first admin exists and the admin API takes its credentials.
+	var st wire.ClusterStatus
+	waitFor(t, 30*time.Second, "admin status over HTTP", func() error {
+		code, body := adminGet(t, n2, "/v1/admin/cluster", "admin", testAdminPassword)
+		if code != 200 {
+			return fmt.Errorf("HTTP %d %s", code, body)
+		}
+		return json.Unmarshal(body, &st)
+	})
+	if st.ClusterID != n1.ClusterID() || len(st.Nodes) != 3 || len(st.Groups) != shards+1 {
+		t.Fatalf("status %+v", st)
+	}
+	for _, nd := range st.Nodes {
+		if nd.State != "alive" || nd.Block == nil {
+			t.Errorf("node %+v: want alive with block usage", nd)
+		}
+	}
+	if code, body := adminGet(t, n2, "/v1/admin/cluster", "admin", "wrong"); code != 401 || !strings.Contains(string(body), `"unauthenticated"`) {
+		t.Errorf("wrong password: HTTP %d %s", code, body)
+	}
+	if code, _ := adminGet(t, n2, "/readyz", "", ""); code != 200 {
+		t.Errorf("/readyz = %d", code)
+	}
+
+	// A fourth node joins and receives replicas: 15 replicas over 4 nodes.
+	n4 := startTestNode(t, testNodeOpts{name: "n4", shards: shards, join: []string{seed}})
+	waitFor(t, 90*time.Second, "n4 receives replicas", func() error {
+		st, err := formed(ctx, n1, nil)
+		if err != nil {
+			return err
+		}
+		r := replicasPerNode(st)
+		if r["n4"] < 3 || spread(r) > 1 {
+			return fmt.Errorf("replicas per node %v", r)
+		}
+		return nil
+	})
+
+	// n2 crashes: after DeadAfter its replicas move to the three others.
+	n2.crash()
+	rest := []string{"n1", "n3", "n4"}
+	waitFor(t, 90*time.Second, "n2's replicas move", func() error {
+		_, err := formed(ctx, n1, rest)
+		return err
+	})
+	st2, err := n3.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range st2.Nodes {
+		if nd.Name == "n2" && nd.State != "dead" {
+			t.Errorf("status lists n2 as %q, want dead", nd.State)
+		}
+	}
+
+	// n4 is removed on purpose: drained (no replacement left: groups
+	// keep n1 and n3), then recorded as removed.
+	if err := n3.RemoveNode(ctx, "n4"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n3.RemoveNode(ctx, "nobody"); err == nil {
+		t.Error("removing an unknown node succeeded")
+	}
+	waitFor(t, 90*time.Second, "n4 drained and removed", func() error {
+		if _, err := formed(ctx, n1, []string{"n1", "n3"}); err != nil {
+			return err
+		}
+		leader := n1.leaderName(SystemGroup)
+		var sys *sysgroup.Group
+		for _, n := range []*Node{n1, n3} {
+			if n.Name() == leader {
+				sys = n.group(SystemGroup).sys
+			}
+		}
+		if sys == nil {
+			return fmt.Errorf("no system group leader")
+		}
+		rec, err := sys.Node("n4")
+		if err != nil || rec.State != sysgroup.NodeRemoved {
+			return fmt.Errorf("n4 record %+v, %v", rec, err)
+		}
+		if !n4.draining.Load() {
+			return errors.New("n4 was not told to drain")
+		}
+		return nil
+	})
+	// n4 drops its replicas once no group lists it.
+	waitFor(t, 30*time.Second, "n4 drops its replicas", func() error {
+		if h := n4.hosted(); len(h) != 0 {
+			return fmt.Errorf("n4 still hosts %d replicas", len(h))
+		}
+		return nil
+	})
+}

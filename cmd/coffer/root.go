@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coffer-dev/coffer/client"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2 // a bad command line or missing input
+	exitConflict = 3 // the server answered "conflict"
+)
+
+const defaultServer = "http://127.0.0.1:8080"
+
+// app holds one invocation's I/O and global flags; the commands share it.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	root          *cobra.Command
+	server        string
+	user          string
+	passwordStdin bool
+	json          bool
+}
+
+// usageError marks an error in how coffer was invoked (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// usageArgs marks the errors of an argument check as usage errors.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+// run runs coffer with args (without the program name) and returns its exit
+// code. Errors go to stderr as "coffer: message".
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	root := a.newRoot()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "coffer: %v\n", err)
+	code := exitCode(err)
+	if code == exitUsage && cmd != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		}
+	}
+	return code
+}
+
+// exitCode maps an error to coffer's exit code.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue), errors.Is(err, client.ErrInvalidConfig):
+		return exitUsage
+	case errors.Is(err, client.ErrConflict):
+		return exitConflict
+	}
+	return exitError
+}
+
+func (a *app) newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "coffer",
+		Short: "Coffer's command-line client",
+		Long: `coffer talks to a Coffer cluster's HTTP API.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 conflict.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	groupCommand(root)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.server, "server", defaultServer, "comma-separated URLs of cluster nodes, tried in order (env COFFER_SERVER)")
+	pf.StringVar(&a.user, "user", "admin", "user name (env COFFER_USER)")
+	pf.BoolVar(&a.passwordStdin, "password-stdin", false, "read the password from the first line of stdin (else env COFFER_PASSWORD)")
+	pf.BoolVar(&a.json, "json", false, "print results as JSON")
+	a.root = root
+	root.AddCommand(a.adminCommand())
+	return root
+}
+
+// groupCommand makes cmd a group of subcommands: run without one, or with
+// an unknown one, it is a usage error (cobra would print help and succeed).
+func groupCommand(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return usageErrorf("%s needs a command: %s", cmd.CommandPath(), strings.Join(subcommandNames(cmd), ", "))
+		}
+		return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return cmd
+}
+
+func subcommandNames(cmd *cobra.Command) []string {
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	return names
+}
+
+// setting returns the flag's value if it was given, else the environment
+// variable's if set, else the flag's default.
+func (a *app) setting(flag, env, val string) string {
+	if a.root.PersistentFlags().Changed(flag) {
+		return val
+	}
+	if v := a.getenv(env); v != "" {
+		return v
+	}
+	return val
+}
+
+// client builds the API client from the global flags and the environment.
+func (a *app) client() (*client.Client, error) {
+	var servers []string
+	for s := range strings.SplitSeq(a.setting("server", "COFFER_SERVER", a.server), ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !strings.Contains(s, "://") {
+			s = "http://" + s
+		}
+		servers = append(servers, s)
+	}
+	if len(servers) == 0 {
+		return nil, usageErrorf("--server: no server given")
+	}
+	password, err := a.password()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.Config{
+		Servers:  servers,
+		User:     a.setting("user", "COFFER_USER", a.user),
+		Password: password,
+	})
+}
+
+// password reads the password from stdin (--password-stdin) or the
+// environment. It does not prompt: golang.org/x/term is not a dependency.
+func (a *app) password() (string, error) {
+	if a.passwordStdin {
+		line, err := bufio.NewReader(a.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("reading the password from stdin: %w", err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			return "", usageErrorf("--password-stdin: no password on stdin")
+		}
+		return line, nil
+	}
+	if p := a.getenv("COFFER_PASSWORD"); p != "" {
+		return p, nil
+	}
+	return "", usageErrorf("a password is needed: set COFFER_PASSWORD or pass it on stdin with --password-stdin")
+}

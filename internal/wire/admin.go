@@ -1,0 +1,78 @@
+// Package wire holds the JSON shapes that the server's HTTP API and the
+// client library share, so the client need not import server packages.
+package wire
+
+// ClusterStatus is the cluster as one node sees it (`coffer admin cluster status`).
+type ClusterStatus struct {
+	ClusterID string `json:"cluster_id"`
+	// Node is the name of the node that answered.
+	Node   string        `json:"node"`
+	Shards int           `json:"shards"`
+	Nodes  []NodeStatus  `json:"nodes"`
+	Groups []GroupStatus `json:"groups"`
+	// Problems lists what the answering node could not find out (a group
+	// leader that did not answer, ...). Empty when the view is complete.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// NodeStatus is one node: its gossip state, addresses and block usage.
+type NodeStatus struct {
+	Name string `json:"name"`
+	// State is "alive", "suspect", "dead", "left"; Removing is set while the
+	// node is being drained for removal.
+	State    string   `json:"state"`
+	Removing bool     `json:"removing,omitempty"`
+	Roles    []string `json:"roles,omitempty"`
+	Gossip   string   `json:"gossip_addr,omitempty"`
+	GRPC     string   `json:"grpc_addr,omitempty"`
+	Raft     string   `json:"raft_addr,omitempty"`
+	HTTP     string   `json:"http_addr,omitempty"`
+	// Leads lists the groups this node leads, as it gossips them.
+	Leads []uint64 `json:"leads,omitempty"`
+	// Block is the node's block store usage (nil if unknown or no block
+	// role).
+	Block *BlockUsage `json:"block,omitempty"`
+}
+
+// BlockUsage is a block node's store usage.
+type BlockUsage struct {
+	Blocks    int64 `json:"blocks"`
+	LiveBytes int64 `json:"live_bytes"`
+	DiskBytes int64 `json:"disk_bytes"`
+	FreeBytes int64 `json:"free_bytes"`
+}
+
+// GroupStatus is one Raft group as its leader reports it.
+type GroupStatus struct {
+	ID uint64 `json:"id"`
+	// Kind is "system" (group 0) or "shard".
+	Kind     string          `json:"kind"`
+	Leader   string          `json:"leader,omitempty"`
+	Term     uint64          `json:"term"`
+	Commit   uint64          `json:"commit_index"`
+	Applied  uint64          `json:"applied_index"`
+	Replicas []ReplicaStatus `json:"replicas"`
+}
+
+// ReplicaStatus is one member of a group's Raft configuration.
+type ReplicaStatus struct {
+	Node string `json:"node"`
+	// Suffrage is "voter" or "nonvoter".
+	Suffrage string `json:"suffrage"`
+	// Applied is the replica's applied index as it reported it (0 when it
+	// did not answer).
+	Applied uint64 `json:"applied_index"`
+}
+
+// Error is the one JSON shape of every HTTP error answer: a stable code
+// (append-only set; clients decide by it) and a human message.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// RemoveNodeResult answers POST /v1/admin/nodes/{name}/remove.
+type RemoveNodeResult struct {
+	Node  string `json:"node"`
+	State string `json:"state"`
+}
