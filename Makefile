@@ -4,9 +4,9 @@ PKGS ?= ./...
 BENCH ?= .
 BENCHTIME ?= 3s
 
-.PHONY: run test fmt-check vet lint bench bench-blockstore generate build tidy
+.PHONY: run test fmt-check vet lint bench bench-blockstore bench-idle generate build tidy
 
-## run: start the product on its embedded default (a local demo metadata group)
+## run: start the product on its embedded default (a local 3-node cluster)
 run:
 	$(GO) run ./cmd/cofferd dev
 
@@ -32,6 +32,10 @@ bench:
 ## bench-blockstore: block store figures as per-round ratios to same-moment disk references (ROUNDS=5)
 bench-blockstore:
 	bash scripts/bench-blockstore.sh
+
+## bench-idle: CPU share of one core that the 3-node dev cluster (8 shard groups) uses at rest
+bench-idle:
+	$(GO) test -run '^$$' -bench IdleDevCluster -benchtime 1x -count $${COUNT:-3} ./cmd/cofferd
 
 ## generate: regenerate generated code (protobuf stubs; installs Debian's protoc if missing)
 generate:

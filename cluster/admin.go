@@ -148,7 +148,7 @@ func (n *Node) GroupInfo(ctx context.Context, id uint64) (*adminrpc.GroupReplica
 		if s.Suffrage != raft.Voter {
 			suf = "nonvoter"
 		}
-		info.Config = append(info.Config, wire.ReplicaStatus{Node: string(s.ID), Suffrage: suf})
+		info.Config = append(info.Config, wire.ReplicaStatus{Node: string(s.ID), Addr: string(s.Address), Suffrage: suf})
 	}
 	return info, nil
 }
@@ -200,7 +200,10 @@ func (n *Node) ChangeGroup(ctx context.Context, c adminrpc.GroupChange) error {
 		if !ok {
 			return fmt.Errorf("%w: %s is not in group %d", adminrpc.ErrInvalidArgument, c.Node, c.Group)
 		}
-		f = r.AddVoter(id, s.Address, idx, timeout)
+		if addr == "" {
+			addr = s.Address // a promotion keeps the address
+		}
+		f = r.AddVoter(id, addr, idx, timeout)
 	case adminrpc.Remove:
 		f = r.RemoveServer(id, idx, timeout)
 	case adminrpc.Transfer:

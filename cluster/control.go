@@ -166,32 +166,45 @@ func (n *Node) maybeBootstrap() {
 	}
 }
 
-// controlLoop runs the placement controller while this node leads group 0.
+// controlLoop runs the placement controller while this node leads group 0:
+// every ControlInterval at rest, and every busyControlInterval while its
+// rounds still change something (forming the cluster, moving replicas).
 func (n *Node) controlLoop(ctx context.Context) {
-	tick(ctx, n.cfg.ControlInterval, func(ctx context.Context) {
-		g := n.group(SystemGroup)
-		if g == nil || g.raft().State() != raft.Leader {
+	for {
+		wait := n.cfg.ControlInterval
+		if g := n.group(SystemGroup); g != nil && g.raft().State() == raft.Leader {
+			changed, err := n.controlOnce(ctx, g.sys)
+			if err != nil && ctx.Err() == nil {
+				n.log.Debug("placement round incomplete", "err", err)
+			}
+			if changed || err != nil {
+				wait = min(wait, busyControlInterval)
+			}
+		}
+		select {
+		case <-ctx.Done():
 			return
+		case <-time.After(wait):
 		}
-		if err := n.controlOnce(ctx, g.sys); err != nil && ctx.Err() == nil {
-			n.log.Debug("placement round incomplete", "err", err)
-		}
-	})
+	}
 }
 
+// busyControlInterval is the controller's pace while it has work.
+const busyControlInterval = 200 * time.Millisecond
+
 // controlOnce is one round of the controller on group 0's leader.
-func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) error {
+func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) (changed bool, err error) {
 	info, err := sys.Info()
 	if errors.Is(err, sysgroup.ErrNotInitialised) {
-		return n.initCluster(ctx, sys)
+		return true, n.initCluster(ctx, sys)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	n.adopt(info.ClusterID, info.Shards)
 	records, err := sys.Nodes()
 	if err != nil {
-		return err
+		return false, err
 	}
 	state := map[string]sysgroup.NodeState{}
 	for _, r := range records {
@@ -236,7 +249,9 @@ func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) error {
 		}
 		in.Groups = append(in.Groups, *gv)
 	}
-	for _, c := range planPlacement(in) {
+	plan := planPlacement(in)
+	changed = len(plan) > 0
+	for _, c := range plan {
 		n.log.Info("placement change", "group", c.Group, "kind", c.Kind, "node", c.Node, "why", c.Why)
 		if err := n.applyChange(ctx, c.GroupChange, leaderOf(in.Groups, c.Group)); err != nil {
 			problems = append(problems, fmt.Errorf("group %d %s %s: %w", c.Group, c.Kind, c.Node, err))
@@ -253,6 +268,7 @@ func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) error {
 			holds = holds || g.has(name)
 		}
 		if !holds && len(in.Groups) == info.Shards+1 {
+			changed = true
 			if _, err := sys.SetNodeState(ctx, "removed-"+name, name, sysgroup.NodeRemoved); err != nil {
 				problems = append(problems, err)
 			} else {
@@ -262,11 +278,12 @@ func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) error {
 		n.tellDrain(ctx, name)
 	}
 	if !info.AdminCreated {
+		changed = true
 		if err := n.createAdmin(ctx, sys, info.Shards); err != nil {
 			problems = append(problems, fmt.Errorf("create admin: %w", err))
 		}
 	}
-	return errors.Join(problems...)
+	return changed, errors.Join(problems...)
 }
 
 func leaderOf(gs []groupView, id uint64) string {
@@ -339,8 +356,9 @@ func (n *Node) viewGroup(ctx context.Context, id uint64) (*groupView, error) {
 		return nil, err
 	}
 	gv := &groupView{ID: id, Leader: info.Node, ConfigIndex: info.ConfigIndex, Committed: info.ConfigCommitted,
-		Commit: info.Commit, Applied: map[string]uint64{}, Addrs: map[string]string{}}
+		Commit: info.Commit, Applied: map[string]uint64{}, Addrs: map[string]string{}, ConfigAddrs: map[string]string{}}
 	for _, r := range info.Config {
+		gv.ConfigAddrs[r.Node] = r.Addr
 		if r.Suffrage == "voter" {
 			gv.Voters = append(gv.Voters, r.Node)
 		} else {

@@ -78,9 +78,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	n = &Node{cfg: cfg, groups: map[uint64]*group{}}
 	n.log = cfg.Logger.With("node", cfg.Name)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	node := n // the named result is nil on error returns
 	defer func() {
 		if err != nil {
-			n.Close()
+			node.Close()
 		}
 	}()
 	if n.dir, n.id, err = openDataDir(cfg.Dir, cfg.Name); err != nil {
@@ -154,10 +155,8 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			return nil, err
 		}
 	}
-	if cfg.HasRole(RoleBlock) {
-		if err := n.startReplicator(); err != nil {
-			return nil, err
-		}
+	if err := n.startReplicator(); err != nil {
+		return nil, err
 	}
 	n.http = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = n.http.Serve(n.httpLis) }()
@@ -272,10 +271,13 @@ func (n *Node) startReplicator() (err error) {
 	dial := replica.DialerFunc(func(ctx context.Context, nd replica.Node) (replica.Peer, error) {
 		return n.blockPool.Client(ctx, nd.Addr)
 	})
-	n.repl, err = replica.New(replica.Config{
-		Self: replica.NodeID(n.cfg.Name), Local: n.blocks, R: n.cfg.BlockR, W: n.cfg.BlockW,
-		Membership: blockMembership{n}, Dialer: dial, Logger: n.log,
-	})
+	rc := replica.Config{R: n.cfg.BlockR, W: n.cfg.BlockW, Membership: newBlockMembership(n), Dialer: dial, Logger: n.log}
+	if n.blocks != nil {
+		// A block node's replicator also keeps its local blocks at R
+		// copies (repair, scrub); elsewhere it only reads and writes.
+		rc.Self, rc.Local = replica.NodeID(n.cfg.Name), n.blocks
+	}
+	n.repl, err = replica.New(rc)
 	if err != nil {
 		return err
 	}
@@ -285,10 +287,38 @@ func (n *Node) startReplicator() (err error) {
 }
 
 // blockMembership is the block nodes placement uses: live members with the
-// block role that are not being drained.
-type blockMembership struct{ n *Node }
+// block role that are not being drained. Its Changes fire only when that
+// set changes (not on every gossip update, such as a node's leaderships),
+// so the repairer does not walk the store for nothing.
+type blockMembership struct {
+	n       *Node
+	changes chan struct{}
+}
 
-func (b blockMembership) BlockNodes() []replica.Node {
+func newBlockMembership(n *Node) *blockMembership {
+	b := &blockMembership{n: n, changes: make(chan struct{}, 1)}
+	src := n.members.Changes()
+	last := fmt.Sprint(b.BlockNodes())
+	n.goLoop(func(ctx context.Context) {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-src:
+			}
+			if now := fmt.Sprint(b.BlockNodes()); now != last {
+				last = now
+				select {
+				case b.changes <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
+	return b
+}
+
+func (b *blockMembership) BlockNodes() []replica.Node {
 	var out []replica.Node
 	for _, m := range b.n.members.Nodes() {
 		if m.Meta.HasRole(RoleBlock) && !m.Meta.Draining {
@@ -298,10 +328,12 @@ func (b blockMembership) BlockNodes() []replica.Node {
 	return out
 }
 
-func (b blockMembership) Changes() <-chan struct{} { return b.n.members.Changes() }
+// Changes returns the one change channel; the replicator is its only
+// reader.
+func (b *blockMembership) Changes() <-chan struct{} { return b.changes }
 
-// Blocks returns the node's replicator (nil without the block role): the
-// block layer as the gateway uses it.
+// Blocks returns the node's replicator: the block layer as the gateway
+// uses it (writes to W of R block nodes, verified reads with fallback).
 func (n *Node) Blocks() *replica.Replicator { return n.repl }
 
 // Name returns the node's name.

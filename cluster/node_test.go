@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coffer-dev/coffer/blockstore"
 	"github.com/coffer-dev/coffer/cluster/sysgroup"
 	"github.com/coffer-dev/coffer/internal/wire"
 	"github.com/coffer-dev/coffer/raftmeta"
@@ -222,6 +224,17 @@ func TestClusterFormsGrowsHealsAndDrains(t *testing.T) {
 	if code, _ := adminGet(t, n2, "/readyz", "", ""); code != 200 {
 		t.Errorf("/readyz = %d", code)
 	}
+	code, metrics := adminGet(t, n1, "/metrics", "", "")
+	for _, series := range []string{
+		`coffer_raft_commit_index{group="0"}`, `coffer_raft_applied_index{group="3"}`, `coffer_raft_apply_lag_entries{group="1"}`,
+		`coffer_raft_is_leader{group="2"}`, `coffer_raft_leader_changes_total{group="0"}`, `coffer_gossip_members{state="alive"} 3`,
+		`coffer_block_bytes{kind="disk"}`, `coffer_grpc_requests_total{code="OK",method="/coffer.cluster.v1.AdminService/Call"}`,
+		`go_goroutines`,
+	} {
+		if code != 200 || !strings.Contains(string(metrics), series) {
+			t.Errorf("/metrics (HTTP %d) lacks %s", code, series)
+		}
+	}
 
 	// A fourth node joins and receives replicas: 15 replicas over 4 nodes.
 	n4 := startTestNode(t, testNodeOpts{name: "n4", shards: shards, join: []string{seed}})
@@ -292,4 +305,64 @@ func TestClusterFormsGrowsHealsAndDrains(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A node without the meta role takes no group replicas; one without the
+// block role is not a block node (but still reads and writes blocks).
+func TestRolesRespected(t *testing.T) {
+	if testing.Short() {
+		t.Skip("in-process cluster")
+	}
+	ctx := context.Background()
+	n1 := startTestNode(t, testNodeOpts{name: "n1", expect: 3, shards: 1})
+	_, _, seed, _ := n1.Addrs()
+	startTestNode(t, testNodeOpts{name: "n2", expect: 3, shards: 1, join: []string{seed}})
+	cfg := testConfig(t, testNodeOpts{name: "n3", expect: 3, shards: 1, join: []string{seed}})
+	cfg.Roles = []string{RoleMeta, RoleGateway} // no block store
+	n3, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n3.Close() })
+	bcfg := testConfig(t, testNodeOpts{name: "b1", join: []string{seed}})
+	bcfg.Roles = []string{RoleBlock}
+	b1, err := Start(ctx, bcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b1.Close() })
+	waitFor(t, 60*time.Second, "the meta nodes form the cluster", func() error {
+		_, err := formed(ctx, n1, []string{"n1", "n2", "n3"})
+		return err
+	})
+	waitFor(t, 10*time.Second, "block nodes seen", func() error {
+		if got := fmt.Sprint(blockIDs(n1)); got != "[b1 n1 n2]" {
+			return fmt.Errorf("block nodes %s", got)
+		}
+		return nil
+	})
+	if h := b1.hosted(); len(h) != 0 {
+		t.Errorf("block-only b1 hosts %d group replicas", len(h))
+	}
+	if n3.blocks != nil {
+		t.Errorf("n3 (no block role) has a local block store")
+	}
+	// n3 still writes blocks to W of the R block nodes and reads them back.
+	data := []byte("a block written by a node without a block store")
+	ref := blockstore.Ref(sha256.Sum256(data))
+	if err := n3.Blocks().Put(ctx, ref, data); err != nil {
+		t.Fatalf("put through n3: %v", err)
+	}
+	got, err := n3.Blocks().Get(ctx, ref)
+	if err != nil || string(got) != string(data) {
+		t.Fatalf("get through n3: %q, %v", got, err)
+	}
+}
+
+func blockIDs(n *Node) []string {
+	var out []string
+	for _, b := range (&blockMembership{n: n}).BlockNodes() {
+		out = append(out, string(b.ID))
+	}
+	return out
 }

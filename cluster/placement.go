@@ -25,8 +25,10 @@ type groupView struct {
 	// each nonvoter reported (missing: unknown).
 	Commit  uint64
 	Applied map[string]uint64
-	// Addrs maps members of the configuration to their Raft addresses.
-	Addrs map[string]string
+	// Addrs maps nodes to the Raft addresses they gossip; ConfigAddrs maps
+	// the members of the configuration to the addresses it holds for them.
+	Addrs       map[string]string
+	ConfigAddrs map[string]string
 }
 
 func (g groupView) has(node string) bool {
@@ -120,6 +122,23 @@ func planPlacement(in placementInput) []plannedChange {
 
 	for _, g := range in.Groups {
 		if !g.Committed || g.Leader == "" {
+			continue
+		}
+		// 0. A member that restarted with another Raft address: give the
+		// configuration its new address (same ID and suffrage).
+		for _, m := range append(slices.Clone(g.Voters), g.Nonvoters...) {
+			if changed[g.ID] || !healthy[m] || m == g.Leader {
+				continue
+			}
+			if now, was := g.Addrs[m], g.ConfigAddrs[m]; now != "" && was != "" && now != was {
+				kind := adminrpc.AddVoter
+				if slices.Contains(g.Nonvoters, m) {
+					kind = adminrpc.AddNonvoter
+				}
+				emit(g, kind, m, "its Raft address changed from "+was)
+			}
+		}
+		if changed[g.ID] {
 			continue
 		}
 		// 1. Nonvoters: promote the caught-up, drop the unwanted.

@@ -33,6 +33,10 @@ func (s *simCluster) apply(t *testing.T, c plannedChange) {
 			g.Nonvoters = append(g.Nonvoters, c.Node)
 			g.Applied[c.Node] = g.Commit // catches up by the next round
 		case adminrpc.AddVoter:
+			if slices.Contains(g.Voters, c.Node) { // an address update
+				g.ConfigAddrs[c.Node] = c.Addr
+				break
+			}
 			if !slices.Contains(g.Nonvoters, c.Node) {
 				t.Fatalf("promotion of %s, not a nonvoter of group %d", c.Node, g.ID)
 			}
@@ -107,7 +111,7 @@ func newSim(nodes []string, groups int, target int, initial func(g int) []string
 	for i := range groups {
 		vs := initial(i)
 		s.in.Groups = append(s.in.Groups, groupView{ID: uint64(i), Leader: vs[0], ConfigIndex: 1, Committed: true,
-			Voters: vs, Commit: 10, Applied: map[string]uint64{}, Addrs: map[string]string{}})
+			Voters: vs, Commit: 10, Applied: map[string]uint64{}, Addrs: map[string]string{}, ConfigAddrs: map[string]string{}})
 	}
 	return s
 }
@@ -245,6 +249,25 @@ func TestPlacementDrainsRemovedNodeEvenWithoutReplacement(t *testing.T) {
 		}
 		if len(g.Voters) != 2 {
 			t.Errorf("group %d has voters %v, want the 2 remaining nodes", g.ID, g.Voters)
+		}
+	}
+}
+
+func TestPlacementUpdatesAChangedRaftAddress(t *testing.T) {
+	s := newSim([]string{"n1", "n2", "n3"}, 2, 3, func(int) []string { return []string{"n1", "n2", "n3"} })
+	for i := range s.in.Groups {
+		g := &s.in.Groups[i]
+		g.Addrs = map[string]string{"n1": "10.0.0.1:7100", "n2": "10.0.0.9:7100", "n3": "10.0.0.3:7100"}
+		g.ConfigAddrs = map[string]string{"n1": "10.0.0.1:7100", "n2": "10.0.0.2:7100", "n3": "10.0.0.3:7100"}
+	}
+	plan := planPlacement(s.in)
+	if len(plan) != 2 || plan[0].Kind != adminrpc.AddVoter || plan[0].Node != "n2" || plan[0].Addr != "10.0.0.9:7100" {
+		t.Fatalf("plan %+v, want n2 re-added as a voter at its new address in both groups", plan)
+	}
+	s.run(t, 10)
+	for _, g := range s.in.Groups {
+		if g.ConfigAddrs["n2"] != "10.0.0.9:7100" || len(g.Voters) != 3 {
+			t.Errorf("group %d: config addrs %v, voters %v", g.ID, g.ConfigAddrs, g.Voters)
 		}
 	}
 }

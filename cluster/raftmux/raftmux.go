@@ -127,8 +127,8 @@ func parseHeader(h []byte) (uint64, error) {
 type Stats struct {
 	// Accepted connections handed to a group's Accept queue.
 	Accepted uint64
-	// RefusedBadHeader: bad magic or version, a short header, or no header
-	// within HeaderTimeout.
+	// RefusedBadHeader: bad magic or version, a short header, no header
+	// within HeaderTimeout, or (with ServerTLS) a failed TLS handshake.
 	RefusedBadHeader uint64
 	// RefusedUnknownGroup: the header named a group not registered here.
 	RefusedUnknownGroup uint64

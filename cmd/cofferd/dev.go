@@ -139,8 +139,8 @@ func runDev(ctx context.Context, c devConfig) (err error) {
 			Name: a.Name, Dir: filepath.Join(c.Dir, a.Name),
 			RaftAddr: a.Raft, GRPCAddr: a.GRPC, GossipAddr: a.Gossip, HTTPAddr: a.HTTP,
 			Join: join, BootstrapExpect: devNodes, AdminPassword: password,
-			ControlInterval: 250 * time.Millisecond, DeadAfter: 10 * time.Second,
-			Logger: c.Log.With("dev_node", a.Name),
+			DeadAfter: 10 * time.Second,
+			Logger:    c.Log.With("dev_node", a.Name),
 		})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", a.Name, err)

@@ -57,6 +57,8 @@ type GroupStatus struct {
 // ReplicaStatus is one member of a group's Raft configuration.
 type ReplicaStatus struct {
 	Node string `json:"node"`
+	// Addr is the Raft address the group's configuration has for it.
+	Addr string `json:"raft_addr,omitempty"`
 	// Suffrage is "voter" or "nonvoter".
 	Suffrage string `json:"suffrage"`
 	// Applied is the replica's applied index as it reported it (0 when it
