@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coffer-dev/coffer/cluster/members"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -28,6 +30,7 @@ func TestConfigValidate(t *testing.T) {
 			c.GossipKey = []byte("short")
 		}, []string{`name "bad name"`, "dir is required", `role "chef"`, "must be an IP", "bad port", "gossip key: 5 bytes"}},
 		{"ports clash", func(c *Config) { c.GRPCAddr = "127.0.0.1:7100" }, []string{"raft-addr and grpc-addr both use port 7100"}},
+		{"unspecified address", func(c *Config) { c.RaftAddr = "0.0.0.0:7100" }, []string{`raft-addr "0.0.0.0:7100": the node advertises`}},
 		{"R above the node count", func(c *Config) { c.BootstrapExpect = 2 }, []string{"R=3 is larger than bootstrap-expect 2"}},
 		{"W above R", func(c *Config) { c.BlockR, c.BlockW = 2, 3 }, []string{"need 1 <= W <= R"}},
 		{"shards", func(c *Config) { c.Shards = MaxShards + 1 }, []string{"shards 1025"}},
@@ -124,5 +127,37 @@ func TestJoiningAnotherClusterRefused(t *testing.T) {
 	_, err := Start(context.Background(), cfg)
 	if !errors.Is(err, ErrWrongCluster) || !strings.Contains(err.Error(), b.ClusterID()) {
 		t.Fatalf("a (cluster %s) joining b (cluster %s): %v, want ErrWrongCluster", a.ClusterID(), b.ClusterID(), err)
+	}
+}
+
+func TestShouldBootstrap(t *testing.T) {
+	meta := func(name string, expect int, cluster string, roles ...string) members.Member {
+		if roles == nil {
+			roles = []string{RoleMeta}
+		}
+		return members.Member{Name: name, Meta: members.Meta{Roles: roles, BootstrapExpect: expect, ClusterID: cluster}}
+	}
+	for _, tc := range []struct {
+		name  string
+		self  string
+		nodes []members.Member
+		want  bool
+		why   string
+	}{
+		{"three met, smallest acts", "a", []members.Member{meta("a", 3, ""), meta("b", 3, ""), meta("c", 3, "")}, true, ""},
+		{"three met, others wait", "b", []members.Member{meta("a", 3, ""), meta("b", 3, ""), meta("c", 3, "")}, false, ""},
+		{"two of three", "a", []members.Member{meta("a", 3, ""), meta("b", 3, "")}, false, ""},
+		{"four new nodes for three", "a", []members.Member{meta("a", 3, ""), meta("b", 3, ""), meta("c", 3, ""), meta("d", 3, "")}, false, "more than --bootstrap-expect 3"},
+		{"a join-only new node does not count", "a", []members.Member{meta("a", 3, ""), meta("b", 3, ""), meta("c", 3, ""), meta("d", 0, "")}, true, ""},
+		{"disagreeing expect", "a", []members.Member{meta("a", 3, ""), meta("b", 5, ""), meta("c", 3, "")}, false, "has --bootstrap-expect 5"},
+		{"formed and non-meta nodes do not count", "a", []members.Member{meta("a", 3, ""), meta("b", 3, ""), meta("c", 3, ""),
+			meta("0", 0, "c1"), meta("blk", 0, "", RoleBlock)}, true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, why := shouldBootstrap(tc.self, 3, tc.nodes)
+			if got != tc.want || (tc.why == "") != (why == "") || !strings.Contains(why, tc.why) {
+				t.Errorf("shouldBootstrap = %v %q, want %v %q", got, why, tc.want, tc.why)
+			}
+		})
 	}
 }

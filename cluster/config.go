@@ -185,8 +185,10 @@ func (c Config) Validate() error {
 			bad("%s %q: %v", a.flag, a.addr, err)
 			continue
 		}
-		if net.ParseIP(host) == nil {
+		if ip := net.ParseIP(host); ip == nil {
 			bad("%s %q: the host must be an IP address", a.flag, a.addr)
+		} else if ip.IsUnspecified() {
+			bad("%s %q: the node advertises this address to the others, so it must be one they can reach (not %s)", a.flag, a.addr, host)
 		}
 		p, err := strconv.Atoi(port)
 		if err != nil || p < 0 || p > 65535 {

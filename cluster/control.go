@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -42,10 +44,11 @@ func (n *Node) publish(leads []uint64) {
 	meta := members.Meta{
 		Roles: n.cfg.Roles, GRPCAddr: n.cfg.GRPCAddr, RaftAddr: n.cfg.RaftAddr, HTTPAddr: n.cfg.HTTPAddr,
 		ClusterID: n.clusterID(), Shards: n.Shards(), Leads: leads, Draining: n.draining.Load(),
+		Stopping: n.closing.Load(), BootstrapExpect: n.cfg.BootstrapExpect,
 	}
 	old := n.members.Local()
 	if old.ClusterID == meta.ClusterID && old.Shards == meta.Shards && old.Draining == meta.Draining &&
-		slices.Equal(old.Leads, meta.Leads) {
+		old.Stopping == meta.Stopping && slices.Equal(old.Leads, meta.Leads) {
 		return
 	}
 	if err := n.members.SetMeta(meta, time.Second); err != nil && !errors.Is(err, members.ErrClosed) {
@@ -77,6 +80,14 @@ func (n *Node) identityLoop(ctx context.Context) {
 	tick(ctx, pick(n.cfg.Fast, 100*time.Millisecond, time.Second), func(ctx context.Context) {
 		if n.clusterID() != "" && n.Shards() > 0 {
 			return
+		}
+		// This node began a bootstrap that has not finished (a failure, or
+		// a restart in the middle): finish creating the groups.
+		n.idMu.Lock()
+		resume := n.id.Bootstrapping
+		n.idMu.Unlock()
+		if resume {
+			n.bootstrapGroups()
 		}
 		// From the system group, if this node hosts it.
 		if g := n.group(SystemGroup); g != nil {
@@ -115,8 +126,12 @@ func (n *Node) identityLoop(ctx context.Context) {
 func (n *Node) adopt(clusterID string, shards int) {
 	n.idMu.Lock()
 	changed := n.id.ClusterID != clusterID
-	if changed {
+	done := shards > 0 && n.id.Bootstrapping
+	if changed || done {
 		n.id.ClusterID = clusterID
+		if done {
+			n.id.Bootstrapping = false // the system group is initialised
+		}
 		if err := n.dir.saveIdentity(n.id); err != nil {
 			n.log.Error("could not record the cluster ID", "err", err)
 		}
@@ -140,17 +155,58 @@ func (n *Node) maybeBootstrap() {
 	if n.cfg.BootstrapExpect == 0 || !n.cfg.HasRole(RoleMeta) {
 		return
 	}
+	ok, why := shouldBootstrap(n.cfg.Name, n.cfg.BootstrapExpect, n.members.Nodes())
+	if !ok {
+		if why != "" {
+			n.warnOnce(why, "not bootstrapping: "+why)
+		}
+		return
+	}
+	// Take the cluster's ID first, record that this node is bootstrapping
+	// it, and gossip the ID, so that a fresh node arriving now joins this
+	// cluster instead of bootstrapping its own.
+	idb := make([]byte, 8)
+	rand.Read(idb)
+	n.idMu.Lock()
+	n.id.Bootstrapping = true
+	n.idMu.Unlock()
+	n.adopt(hex.EncodeToString(idb), 0)
+	n.log.Info("bootstrapping a new cluster", "cluster", n.clusterID(), "shards", n.cfg.Shards)
+	n.bootstrapGroups()
+}
+
+// shouldBootstrap decides whether node self forms a new cluster now: the
+// new meta nodes it sees that are to bootstrap (no cluster ID yet, a
+// --bootstrap-expect; itself included) are exactly expect, all with the
+// same --bootstrap-expect, and self has the smallest name. A reason is given when the nodes' state is wrong (not merely
+// incomplete).
+func shouldBootstrap(self string, expect int, nodes []members.Member) (bool, string) {
 	var cands []string
-	for _, m := range n.members.Nodes() {
-		if m.Meta.ClusterID == "" && slices.Contains(m.Meta.Roles, RoleMeta) {
-			cands = append(cands, m.Name)
+	for _, m := range nodes {
+		if m.Meta.ClusterID != "" || !m.Meta.HasRole(RoleMeta) || m.Meta.BootstrapExpect == 0 {
+			continue // formed, not a meta node, or join-only
+		}
+		cands = append(cands, m.Name)
+		if m.Meta.BootstrapExpect != expect {
+			return false, fmt.Sprintf("new meta node %s has --bootstrap-expect %d, this node %d", m.Name, m.Meta.BootstrapExpect, expect)
 		}
 	}
 	sort.Strings(cands)
-	if len(cands) < n.cfg.BootstrapExpect || cands[0] != n.cfg.Name {
-		return
+	switch {
+	case len(cands) > expect:
+		// Which ones form the cluster would be a guess, and two guesses
+		// make two clusters.
+		return false, fmt.Sprintf("%d new meta nodes %v, more than --bootstrap-expect %d", len(cands), cands, expect)
+	case len(cands) < expect:
+		return false, ""
 	}
-	n.log.Info("bootstrapping a new cluster", "nodes", cands, "shards", n.cfg.Shards)
+	return cands[0] == self, ""
+}
+
+// bootstrapGroups creates every group with this node as its only voter
+// (groups that exist already are left alone). It runs again after a
+// restart until the system group is initialised.
+func (n *Node) bootstrapGroups() {
 	self := []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.Name), Address: raft.ServerAddress(n.cfg.RaftAddr)}}
 	n.groupsMu.Lock()
 	defer n.groupsMu.Unlock()
@@ -160,9 +216,16 @@ func (n *Node) maybeBootstrap() {
 			err = g.bootstrap(self)
 		}
 		if err != nil && !errors.Is(err, raftmeta.ErrExists) && !errors.Is(err, sysgroup.ErrExists) {
-			n.log.Error("bootstrap failed", "group", id, "err", err)
+			n.log.Error("bootstrap failed; retrying", "group", id, "err", err)
 			return
 		}
+	}
+}
+
+// warnOnce logs a warning once per key.
+func (n *Node) warnOnce(key, msg string, args ...any) {
+	if _, loaded := n.warned.LoadOrStore(key, true); !loaded {
+		n.log.Warn(msg, args...)
 	}
 }
 
@@ -210,9 +273,12 @@ func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) (changed bo
 	for _, r := range records {
 		state[r.Name] = r.State
 	}
-	in := placementInput{Target: n.cfg.GroupReplicas, Gone: map[string]bool{}, Draining: map[string]bool{}}
+	in := placementInput{Target: n.cfg.GroupReplicas, Gone: map[string]bool{}, Draining: map[string]bool{}, Stopping: map[string]bool{}}
 	now := time.Now()
 	for _, m := range n.members.All() {
+		if m.State == members.StateAlive || m.State == members.StateSuspect {
+			in.Up = append(in.Up, m.Name)
+		}
 		switch st := state[m.Name]; {
 		case st == sysgroup.NodeRemoved:
 			in.Gone[m.Name] = true
@@ -221,6 +287,9 @@ func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) (changed bo
 		case m.State == members.StateAlive || m.State == members.StateSuspect:
 			if m.Meta.HasRole(RoleMeta) && !m.Meta.Draining {
 				in.Healthy = append(in.Healthy, m.Name)
+			}
+			if m.Meta.Stopping {
+				in.Stopping[m.Name] = true
 			}
 		case now.Sub(m.Since) > n.cfg.DeadAfter:
 			in.Gone[m.Name] = true
@@ -299,10 +368,14 @@ func leaderOf(gs []groupView, id uint64) string {
 func (n *Node) initCluster(ctx context.Context, sys *sysgroup.Group) error {
 	key := make([]byte, 32)
 	rand.Read(key)
-	idb := make([]byte, 8)
-	rand.Read(idb)
+	id := n.clusterID() // chosen when this node bootstrapped
+	if id == "" {
+		idb := make([]byte, 8)
+		rand.Read(idb)
+		id = hex.EncodeToString(idb)
+	}
 	info, err := sys.Init(ctx, "init-cluster", sysgroup.Info{
-		ClusterID: hex.EncodeToString(idb), Shards: n.cfg.Shards, CreatedAt: time.Now().UTC(), SigningKey: key,
+		ClusterID: id, Shards: n.cfg.Shards, CreatedAt: time.Now().UTC(), SigningKey: key,
 	})
 	if err != nil {
 		return err
@@ -312,38 +385,61 @@ func (n *Node) initCluster(ctx context.Context, sys *sysgroup.Group) error {
 	return nil
 }
 
-// createAdmin creates the first admin user in its shard (once).
+// createAdmin creates the first admin user in its shard (once). A
+// generated password is written to DIR/admin-password before it is
+// proposed, and reused if this runs again, so a retry (the request ID makes
+// the creation itself happen once) never reports a password that is not
+// the admin's. Before reporting a password the node checks that it works:
+// if another node created the admin first, with its own password, this
+// node says so instead.
 func (n *Node) createAdmin(ctx context.Context, sys *sysgroup.Group, shards int) error {
 	shard, err := raftmeta.ShardOf(AdminUser, shards)
 	if err != nil {
 		return err
 	}
-	password, generated := n.cfg.AdminPassword, false
+	path := filepath.Join(n.cfg.Dir, "admin-password")
+	password, fromFile := n.cfg.AdminPassword, false
 	if password == "" {
-		b := make([]byte, 12)
-		rand.Read(b)
-		password, generated = hex.EncodeToString(b), true
+		fromFile = true
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			password = strings.TrimSpace(string(b))
+		} else {
+			b := make([]byte, 12)
+			rand.Read(b)
+			password = hex.EncodeToString(b)
+			if err := writeFileSync(path, []byte(password+"\n"), 0o600); err != nil {
+				return fmt.Errorf("record the admin password: %w", err)
+			}
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	var works bool
 	_, err = n.metaCall(cctx, shard, func(ctx context.Context, s metaShard) error {
 		_, err := s.CreateUser(ctx, raftmeta.CreateUserRequest{RequestID: "create-first-admin", Name: AdminUser, Password: password, Admin: true})
+		if err != nil && !errors.Is(err, raftmeta.ErrExists) {
+			return err
+		}
+		_, err = s.Authenticate(ctx, AdminUser, password)
+		works = err == nil
+		if errors.Is(err, raftmeta.ErrBadCredentials) {
+			return nil
+		}
 		return err
 	})
-	switch {
-	case errors.Is(err, raftmeta.ErrExists):
-		generated = false // made earlier (a retry): its password was recorded then
-	case err != nil:
+	if err != nil {
 		return err
 	}
-	if generated {
-		path := filepath.Join(n.cfg.Dir, "admin-password")
-		if err := writeFileSync(path, []byte(password+"\n"), 0o600); err != nil {
-			return fmt.Errorf("record the admin password: %w", err)
-		}
-		n.log.Warn("created the first admin user with a generated password", "user", AdminUser, "password", password, "file", path)
-	} else if err == nil {
-		n.log.Info("created the first admin user", "user", AdminUser)
+	switch {
+	case !works && fromFile:
+		_ = os.Remove(path)
+		n.log.Warn("the first admin user was created earlier by another node, with the password that node generated (see its log or data directory)")
+	case !works:
+		n.log.Warn("the first admin user exists with another password than --admin-password")
+	case fromFile:
+		n.log.Warn("first admin user ready with a generated password", "user", AdminUser, "password", password, "file", path)
+	default:
+		n.log.Info("first admin user ready", "user", AdminUser)
 	}
 	return sys.MarkAdminCreated(ctx, "admin-created")
 }
@@ -474,7 +570,9 @@ func (n *Node) orphanLoop(ctx context.Context) {
 				continue
 			}
 			info, err := n.leaderGroupInfo(ctx, id)
-			if err != nil || !info.ConfigCommitted {
+			// Trust only a leader at least as recent as this replica's
+			// own term: a deposed leader may hold an older configuration.
+			if err != nil || !info.ConfigCommitted || info.Term < statUint(r.Stats(), "term") || info.ConfigIndex < idx {
 				continue
 			}
 			listed := false
@@ -482,7 +580,9 @@ func (n *Node) orphanLoop(ctx context.Context) {
 				listed = listed || rs.Node == n.cfg.Name
 			}
 			if !listed {
-				_ = n.dropGroup(id)
+				if err := n.dropGroup(id); err != nil {
+					n.log.Error("could not drop a replica this node no longer holds", "group", id, "err", err)
+				}
 			}
 		}
 	})

@@ -27,6 +27,9 @@ type identity struct {
 	Layout    int    `json:"layout"`
 	Name      string `json:"name"`
 	ClusterID string `json:"cluster_id,omitempty"`
+	// Bootstrapping is set while this node creates a new cluster's groups
+	// (until the system group is initialised), so a restart finishes it.
+	Bootstrapping bool `json:"bootstrapping,omitempty"`
 }
 
 type dataDir struct {

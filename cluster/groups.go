@@ -153,7 +153,12 @@ func (n *Node) openGroupLocked(id uint64) (*group, error) {
 // onUnknownGroup is the Raft mux's hook: a leader has added this node to a
 // group it does not host yet, so open an empty replica for it.
 func (n *Node) onUnknownGroup(id uint64) bool {
-	if !n.cfg.HasRole(RoleMeta) || n.closing.Load() || id > MaxShards || n.draining.Load() {
+	if !n.cfg.HasRole(RoleMeta) || n.closing.Load() || n.draining.Load() {
+		return false
+	}
+	// Before the shard count is known (the cluster is forming) any valid
+	// ID may come; after, only the cluster's groups.
+	if limit := uint64(n.Shards()); id > MaxShards || (limit > 0 && id > limit) {
 		return false
 	}
 	n.groupsMu.Lock()
@@ -184,7 +189,9 @@ func (n *Node) dropGroup(id uint64) error {
 		err = errors.Join(err, raftmeta.DropGroup(n.db, id))
 	}
 	err = errors.Join(err, os.RemoveAll(n.dir.groupPath(id)))
-	n.log.Info("group replica dropped: this node is no longer a member", "group", id, "err", err)
+	if err == nil {
+		n.log.Info("group replica dropped: this node is no longer a member", "group", id)
+	}
 	return err
 }
 

@@ -22,6 +22,9 @@ func (n *Node) Ready() error {
 	if n.closing.Load() {
 		return ErrClosed
 	}
+	if err := n.fatal.Load(); err != nil {
+		return *err
+	}
 	if n.clusterID() == "" || n.Shards() == 0 {
 		return fmt.Errorf("%w: the cluster is not formed yet", ErrNotReady)
 	}

@@ -58,6 +58,10 @@ type Node struct {
 	shards   atomic.Int64
 	draining atomic.Bool
 	closing  atomic.Bool
+	crashed  atomic.Bool // tests: Close as a crash would (no hand-off)
+	warned   sync.Map    // warnOnce keys
+	// fatal is a problem that keeps the node from serving (readyz says it).
+	fatal atomic.Pointer[error]
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -121,7 +125,6 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	metarpc.NewServer(n, n.log).Register(n.grpc)
 	adminrpc.NewServer(n, n.log).Register(n.grpc)
-	go func() { _ = n.grpc.Serve(n.grpcLis) }()
 
 	// Reopen the replicas this node hosted before a restart.
 	have, err := n.dir.groups()
@@ -141,15 +144,22 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 
 	meta := members.Meta{
 		Roles: cfg.Roles, GRPCAddr: n.cfg.GRPCAddr, RaftAddr: n.cfg.RaftAddr, HTTPAddr: n.cfg.HTTPAddr,
-		ClusterID: n.id.ClusterID,
+		ClusterID: n.id.ClusterID, BootstrapExpect: cfg.BootstrapExpect,
 	}
 	if n.members, err = members.Start(ctx, members.Config{
 		Name: cfg.Name, BindAddr: cfg.GossipAddr, Meta: meta, Logger: n.log,
 		Fast: cfg.Fast, SecretKey: cfg.GossipKey,
 	}); err != nil {
+		if errors.Is(err, members.ErrInvalidConfig) || !errors.Is(err, members.ErrJoin) {
+			return nil, fmt.Errorf("%w: gossip-addr %s: %w", ErrInvalidConfig, cfg.GossipAddr, err)
+		}
 		return nil, fmt.Errorf("gossip-addr %s: %w", cfg.GossipAddr, err)
 	}
 	n.cfg.GossipAddr = n.members.Addr()
+	// Serve gRPC only now: its handlers use the membership (a not-leader
+	// answer names the leader's gRPC address). Callers that came early
+	// were queued by the listener's backlog or retry.
+	go func() { _ = n.grpc.Serve(n.grpcLis) }()
 	if len(cfg.Join) > 0 {
 		if err := n.join(ctx); err != nil {
 			return nil, err
@@ -202,7 +212,7 @@ func (n *Node) checkJoinedCluster(ctx context.Context) error {
 		ign := n.members.Ignored()
 		others := 0
 		for _, ig := range ign {
-			if slices.Contains(n.cfg.Join, ig.Addr) && ig.ClusterID != "" {
+			if slices.Contains(joinAddrs(n.cfg.Join), ig.Addr) && ig.ClusterID != "" {
 				others++
 				if others == len(n.cfg.Join) {
 					return fmt.Errorf("%w: this node's data directory belongs to cluster %s, but %s belongs to cluster %s",
@@ -216,6 +226,18 @@ func (n *Node) checkJoinedCluster(ctx context.Context) error {
 		time.Sleep(50 * time.Millisecond) // poll interval while gossip merges
 	}
 	return nil
+}
+
+// joinAddrs resolves --join addresses to IP:port, as gossip reports them.
+func joinAddrs(join []string) []string {
+	var out []string
+	for _, j := range join {
+		out = append(out, j)
+		if a, err := net.ResolveTCPAddr("tcp", j); err == nil {
+			out = append(out, a.String())
+		}
+	}
+	return out
 }
 
 // rejoinLoop keeps trying the --join addresses while the node sees no
@@ -236,6 +258,7 @@ func (n *Node) rejoinLoop(ctx context.Context) {
 		if _, err := n.members.Join(jctx, n.cfg.Join...); err == nil {
 			if err := n.checkJoinedCluster(ctx); errors.Is(err, ErrWrongCluster) {
 				n.log.Error("refusing to join", "err", err)
+				n.fatal.Store(&err)
 			}
 		}
 		cancel()
@@ -362,7 +385,13 @@ func (n *Node) Shards() int { return int(n.shards.Load()) }
 func (n *Node) Close() error {
 	n.once.Do(func() {
 		n.closing.Store(true)
-		if n.members != nil {
+		// Stop the background loops first (this node's controller must not
+		// move leaders back here), tell the others this node is stopping
+		// (their controllers then move no leader here), then hand off.
+		n.cancel()
+		n.loops.Wait()
+		if n.members != nil && !n.crashed.Load() {
+			n.publish(nil)
 			n.handOffLeadership(5 * time.Second)
 		}
 		if n.http != nil {
@@ -372,8 +401,6 @@ func (n *Node) Close() error {
 		} else if n.httpLis != nil {
 			n.httpLis.Close()
 		}
-		n.cancel()
-		n.loops.Wait()
 		var errs []error
 		if n.members != nil {
 			errs = append(errs, n.members.Close())

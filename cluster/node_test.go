@@ -154,8 +154,8 @@ func adminGet(t testing.TB, n *Node, path, user, password string) (int, []byte) 
 // leave. (Its files are closed, which a crash would not do; what is on
 // disk is what fsync made durable either way.)
 func (n *Node) crash() {
+	n.crashed.Store(true)
 	n.members.Kill()
-	n.closing.Store(true)
 	n.Close()
 }
 

@@ -43,9 +43,15 @@ type placementInput struct {
 	// being removed), sorted. Gone are nodes whose replicas must move:
 	// dead for longer than DeadAfter, or removed. Draining are nodes being
 	// removed on purpose: they are drained even when no replacement exists.
-	Healthy  []string
+	Healthy []string
+	// Up are the nodes that answer (alive or suspect in gossip, draining
+	// ones included): they count towards a group's quorum.
+	Up       []string
 	Gone     map[string]bool
 	Draining map[string]bool
+	// Stopping nodes are shutting down: they get no new replica and no
+	// leadership (they keep the replicas they have).
+	Stopping map[string]bool
 	Groups   []groupView
 }
 
@@ -61,9 +67,12 @@ type plannedChange struct {
 // is made on fresh state (add a nonvoter, wait until it has caught up,
 // promote it, then remove the replica it replaces).
 func planPlacement(in placementInput) []plannedChange {
-	healthy := map[string]bool{}
+	healthy, up := map[string]bool{}, map[string]bool{}
 	for _, h := range in.Healthy {
 		healthy[h] = true
+	}
+	for _, u := range in.Up {
+		up[u] = true
 	}
 	load := map[string]int{}
 	leads := map[string]int{}
@@ -79,6 +88,18 @@ func planPlacement(in placementInput) []plannedChange {
 		}
 	}
 	bad := func(n string) bool { return in.Gone[n] || in.Draining[n] }
+	// stuck: a group whose voters that are up are not a majority can
+	// commit no change (it waits for its nodes to return), so nothing is
+	// planned for it.
+	stuck := func(g groupView) bool {
+		u := 0
+		for _, v := range g.Voters {
+			if up[v] {
+				u++
+			}
+		}
+		return 2*u <= len(g.Voters)
+	}
 	var out []plannedChange
 	changed := map[uint64]bool{}
 	emit := func(g groupView, kind adminrpc.ChangeKind, node, why string) {
@@ -97,7 +118,7 @@ func planPlacement(in placementInput) []plannedChange {
 	leastLoaded := func(g groupView) string {
 		best := ""
 		for _, h := range in.Healthy {
-			if g.has(h) {
+			if g.has(h) || in.Stopping[h] {
 				continue
 			}
 			if best == "" || load[h] < load[best] {
@@ -106,14 +127,28 @@ func planPlacement(in placementInput) []plannedChange {
 		}
 		return best
 	}
-	// removeVoter removes v, or first moves leadership off it.
+	// removeVoter removes v, or first moves leadership off it — but only if
+	// the voters left that are up keep a strict majority, so the group
+	// keeps serving.
 	removeVoter := func(g groupView, v, why string) {
+		left, upLeft := 0, 0
+		for _, o := range g.Voters {
+			if o != v {
+				left++
+				if up[o] {
+					upLeft++
+				}
+			}
+		}
+		if left == 0 || 2*upLeft <= left {
+			return
+		}
 		if v != g.Leader {
 			emit(g, adminrpc.Remove, v, why)
 			return
 		}
 		for _, o := range g.Voters {
-			if o != v && healthy[o] {
+			if o != v && healthy[o] && !in.Stopping[o] {
 				emit(g, adminrpc.Transfer, o, "move leadership off "+v+" before removing it: "+why)
 				return
 			}
@@ -121,7 +156,7 @@ func planPlacement(in placementInput) []plannedChange {
 	}
 
 	for _, g := range in.Groups {
-		if !g.Committed || g.Leader == "" {
+		if !g.Committed || g.Leader == "" || stuck(g) {
 			continue
 		}
 		// 0. A member that restarted with another Raft address: give the
@@ -190,11 +225,19 @@ func planPlacement(in placementInput) []plannedChange {
 			}
 			continue
 		}
-		// 4. More voters than the target: remove the most loaded.
+		// 4. More voters than the target: remove one that is down (dead,
+		// not yet for DeadAfter), else the most loaded.
 		if len(g.Voters) > in.Target {
 			victim := ""
 			for _, v := range g.Voters {
-				if victim == "" || load[v] > load[victim] || (load[v] == load[victim] && victim == g.Leader) {
+				switch {
+				case victim == "":
+					victim = v
+				case up[victim] != up[v]:
+					if !up[v] {
+						victim = v
+					}
+				case load[v] > load[victim] || (load[v] == load[victim] && victim == g.Leader):
 					victim = v
 				}
 			}
@@ -221,11 +264,11 @@ func planPlacement(in placementInput) []plannedChange {
 	bestTo, bestGap := "", 1
 	for i := range in.Groups {
 		g := &in.Groups[i]
-		if changed[g.ID] || !g.Committed || g.Leader == "" {
+		if changed[g.ID] || !g.Committed || g.Leader == "" || stuck(*g) {
 			continue
 		}
 		for _, v := range g.Voters {
-			if v == g.Leader || !healthy[v] {
+			if v == g.Leader || !healthy[v] || in.Stopping[v] {
 				continue
 			}
 			if gap := leads[g.Leader] - leads[v]; gap > bestGap || (gap == bestGap && best != nil && gap > 1 && v < bestTo) {

@@ -1,9 +1,6 @@
 package raftmeta
 
-import (
-	"encoding/json"
-	"fmt"
-)
+import "github.com/coffer-dev/coffer/internal/raftgroup"
 
 // cmdType identifies a Raft command.
 type cmdType uint8
@@ -16,9 +13,6 @@ const (
 	cmdCommit
 	cmdPrune
 )
-
-// commandVersion is the first byte of every encoded command.
-const commandVersion = 1
 
 // command is the envelope of one Raft entry. Time is the proposer's clock
 // when it proposed the entry: the state machine never reads a clock, so
@@ -88,21 +82,14 @@ type result struct {
 	Prune  *PruneResult  `json:"prune,omitempty"`
 }
 
-func encodeCommand(c *command) ([]byte, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte{commandVersion}, b...), nil
-}
+// encodeCommand encodes c as one Raft entry (raftgroup's envelope: a
+// version byte, then JSON).
+func encodeCommand(c *command) ([]byte, error) { return raftgroup.EncodeCommand(c) }
 
 func decodeCommand(b []byte) (*command, error) {
-	if len(b) == 0 || b[0] != commandVersion {
-		return nil, fmt.Errorf("unknown command encoding")
-	}
 	c := new(command)
-	if err := json.Unmarshal(b[1:], c); err != nil {
-		return nil, fmt.Errorf("decode command: %w", err)
+	if err := raftgroup.DecodeCommand(b, c); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

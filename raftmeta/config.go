@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/coffer-dev/coffer/internal/raftgroup"
 	"github.com/hashicorp/raft"
 )
 
@@ -67,60 +68,44 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	d := raft.DefaultConfig()
-	setDur(&c.HeartbeatTimeout, d.HeartbeatTimeout)
-	setDur(&c.ElectionTimeout, d.ElectionTimeout)
-	setDur(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
-	setDur(&c.CommitTimeout, d.CommitTimeout)
-	setDur(&c.SnapshotInterval, d.SnapshotInterval)
-	setDur(&c.ApplyTimeout, 10*time.Second)
-	setDur(&c.KeepFor, 30*24*time.Hour)
-	setDur(&c.PruneInterval, time.Hour)
-	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = d.SnapshotThreshold
-	}
-	if c.TrailingLogs == 0 {
-		c.TrailingLogs = d.TrailingLogs
-	}
-	if c.MaxAppendEntries == 0 {
-		c.MaxAppendEntries = 256
-	}
-	if c.KeepLast == 0 {
-		c.KeepLast = 10
-	}
-	if c.PruneBatch == 0 {
-		c.PruneBatch = 1000
-	}
-	if c.Password == (PasswordParams{}) {
-		c.Password = DefaultPasswordParams
-	}
+	raftgroup.Default(&c.ApplyTimeout, 10*time.Second)
+	raftgroup.Default(&c.KeepFor, 30*24*time.Hour)
+	raftgroup.Default(&c.PruneInterval, time.Hour)
+	raftgroup.Default(&c.KeepLast, 10)
+	raftgroup.Default(&c.PruneBatch, 1000)
+	raftgroup.Default(&c.Password, DefaultPasswordParams)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 }
 
-func setDur(d *time.Duration, def time.Duration) {
-	if *d == 0 {
-		*d = def
+// timing returns c's Raft timing as set (a zero field means its default,
+// see defaultTiming).
+func (c Config) timing() raftgroup.Timing {
+	return raftgroup.Timing{
+		HeartbeatTimeout:   c.HeartbeatTimeout,
+		ElectionTimeout:    c.ElectionTimeout,
+		LeaderLeaseTimeout: c.LeaderLeaseTimeout,
+		CommitTimeout:      c.CommitTimeout,
+		SnapshotInterval:   c.SnapshotInterval,
+		SnapshotThreshold:  c.SnapshotThreshold,
+		TrailingLogs:       c.TrailingLogs,
+		MaxAppendEntries:   c.MaxAppendEntries,
 	}
+}
+
+// defaultTiming is raft.DefaultConfig's timing, but for MaxAppendEntries.
+func defaultTiming() raftgroup.Timing {
+	t := raftgroup.DefaultTiming()
+	t.MaxAppendEntries = 256
+	return t
 }
 
 // Validate reports every problem with the configuration at once.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.LocalID == "" {
-		bad("LocalID is required")
-	}
-	if c.DB == nil {
-		bad("DB is required")
-	}
-	if c.Transport == nil {
-		bad("Transport is required")
-	}
-	if c.LogStore == nil || c.StableStore == nil || c.SnapshotStore == nil {
-		bad("LogStore, StableStore and SnapshotStore are required")
-	}
+	errs = append(errs, raftgroup.Required(c.LocalID, c.DB, c.Transport, c.LogStore, c.StableStore, c.SnapshotStore)...)
 	if c.MaxAppendEntries < 0 || c.MaxAppendEntries > 1024 {
 		bad("MaxAppendEntries %d: must be 1 to 1024", c.MaxAppendEntries)
 	}
@@ -141,12 +126,7 @@ func (c Config) Validate() error {
 			bad("Password: %v", err)
 		}
 	}
-	if c.ElectionTimeout != 0 && c.HeartbeatTimeout != 0 && c.ElectionTimeout < c.HeartbeatTimeout {
-		bad("ElectionTimeout %v is below HeartbeatTimeout %v", c.ElectionTimeout, c.HeartbeatTimeout)
-	}
-	if c.LeaderLeaseTimeout != 0 && c.HeartbeatTimeout != 0 && c.LeaderLeaseTimeout > c.HeartbeatTimeout {
-		bad("LeaderLeaseTimeout %v is above HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
-	}
+	errs = append(errs, c.timing().Problems()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, errors.Join(errs...))
 	}

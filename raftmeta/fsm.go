@@ -6,9 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/coffer-dev/coffer/internal/raftgroup"
 	"github.com/hashicorp/raft"
 )
 
@@ -27,15 +27,11 @@ type FSM struct {
 	log         *slog.Logger
 	dedupWindow uint64
 
-	applied atomic.Uint64
-	skipped atomic.Uint64
-	failed  atomic.Pointer[error]
-	onFail  func(error)
+	p raftgroup.Progress // applied index, failure, applied-index waiters
 
-	restoreMu      sync.RWMutex // held exclusively while Restore rewrites the group
-	mu             sync.Mutex
-	waiters        map[uint64]chan struct{} // namespace -> closed on its next commit
-	appliedWaiters chan struct{}            // closed when the applied index moves
+	restoreMu sync.RWMutex // held exclusively while Restore rewrites the group
+	mu        sync.Mutex
+	waiters   map[uint64]chan struct{} // namespace -> closed on its next commit
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -43,12 +39,12 @@ var _ raft.BatchingFSM = (*FSM)(nil)
 // newFSM opens the group's state in db and reads its applied index.
 func newFSM(db *pebble.DB, group uint64, dedupWindow uint64, log *slog.Logger) (*FSM, error) {
 	f := &FSM{
-		db:             db,
-		k:              newKeys(group),
-		log:            log,
-		dedupWindow:    dedupWindow,
-		waiters:        make(map[uint64]chan struct{}),
-		appliedWaiters: make(chan struct{}),
+		db:          db,
+		k:           newKeys(group),
+		log:         log,
+		dedupWindow: dedupWindow,
+		p:           raftgroup.Progress{Log: log},
+		waiters:     make(map[uint64]chan struct{}),
 	}
 	v := f.dbView()
 	if _, restoring, err := v.getU64(f.k.restoring()); err != nil {
@@ -57,7 +53,7 @@ func newFSM(db *pebble.DB, group uint64, dedupWindow uint64, log *slog.Logger) (
 		// A snapshot restore was cut off: the group's keys are a mix. Start
 		// from nothing; Open makes Raft restore the latest snapshot.
 		f.log.Warn("incomplete snapshot restore found; discarding the group's state")
-		lo, hi := f.k.groupBounds()
+		lo, hi := f.k.Bounds()
 		if err := db.DeleteRange(lo, hi, pebble.Sync); err != nil {
 			return nil, fmt.Errorf("%w: clear group: %v", errStore, err)
 		}
@@ -66,78 +62,42 @@ func newFSM(db *pebble.DB, group uint64, dedupWindow uint64, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	f.applied.Store(idx)
+	f.p.SetApplied(idx)
 	return f, nil
 }
 
 func (f *FSM) dbView() *view { return &view{r: pebbleReader{f.db}, k: f.k} }
 
 // AppliedIndex is the Raft index of the last entry applied to the state.
-func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+func (f *FSM) AppliedIndex() uint64 { return f.p.Applied() }
 
 // Skipped counts entries Raft handed to the state machine again (after a
 // restart) that were skipped because they were already applied.
-func (f *FSM) Skipped() uint64 { return f.skipped.Load() }
+func (f *FSM) Skipped() uint64 { return f.p.Skipped() }
 
-// Err returns the storage error that stopped the FSM, or nil.
-func (f *FSM) Err() error {
-	if p := f.failed.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// fail stops the FSM after a storage error: applying further entries on top
-// of one that could not be written would make this replica diverge. Entries
-// from then on are not applied (and not recorded as applied), so a restart
-// replays them from the Raft log.
-func (f *FSM) fail(err error) {
-	if f.failed.CompareAndSwap(nil, &err) {
-		f.log.Error("state machine stopped after a storage failure", "error", err)
-		if f.onFail != nil {
-			go f.onFail(err)
-		}
-	}
-}
+// Err returns the storage error that stopped the FSM, or nil. A stopped
+// FSM applies nothing more: a restart replays the rest from the Raft log.
+func (f *FSM) Err() error { return f.p.Err() }
 
 // Apply applies one log entry (raft.FSM).
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies a batch of committed entries in order (raft.BatchingFSM).
+// ApplyBatch applies a batch of committed entries in order
+// (raft.BatchingFSM), each in its own batch; entries already applied
+// before a restart are skipped.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
-	out := make([]interface{}, len(logs))
 	touched := make(map[uint64]struct{})
-	for i, l := range logs {
-		if err := f.Err(); err != nil {
-			// Committed, but not applied here: it will be on the other
-			// replicas, and on this one after a restart. Not a refusal.
-			out[i] = &result{Err: opErr(CodeUnknownOutcome, "", "state machine stopped: "+err.Error())}
-			continue
+	out, _ := f.p.ApplyBatch(logs, func(l *raft.Log) (any, error) {
+		if l.Type != raft.LogCommand {
+			return (*result)(nil), f.writeApplied(l.Index)
 		}
-		if l.Index <= f.applied.Load() {
-			f.skipped.Add(1)
-			continue // already applied before a restart: replay is a no-op
-		}
-		var (
-			res *result
-			err error
-		)
-		switch l.Type {
-		case raft.LogCommand:
-			res, err = f.applyCommand(l, touched)
-		default:
-			err = f.writeApplied(l.Index)
-		}
-		if err != nil {
-			f.fail(err)
-			out[i] = &result{Err: opErr(CodeUnknownOutcome, "", err.Error())}
-			continue
-		}
-		f.applied.Store(l.Index)
-		out[i] = res
-	}
+		return f.applyCommand(l, touched)
+	}, func(msg string) any {
+		// Committed, but not applied here: not a refusal.
+		return &result{Err: opErr(CodeUnknownOutcome, "", msg)}
+	})
 	f.notify(touched)
 	return out
 }
@@ -217,16 +177,10 @@ func (f *FSM) applyCommand(l *raft.Log, touched map[uint64]struct{}) (*result, e
 	return res, nil
 }
 
-// safeApply applies cmd, turning a panic (a bug) into a refusal of that
-// command: every replica hits the same panic on the same entry, so letting
-// it crash would take the whole group down on every restart.
-func (t *tx) safeApply(cmd *command) (res *result, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			res, err = nil, fmt.Errorf("%w: apply panicked: %v", errInternal, r)
-		}
-	}()
-	return t.apply(cmd)
+// safeApply applies cmd; a panic (a bug) refuses cmd (see
+// raftgroup.Safely).
+func (t *tx) safeApply(cmd *command) (*result, error) {
+	return raftgroup.Safely(errInternal, func() (*result, error) { return t.apply(cmd) })
 }
 
 // DedupWindow is how many Raft entries a request ID's result is kept for.
@@ -258,7 +212,7 @@ func (f *FSM) remember(t *tx, scope uint64, rid string, res *result) error {
 	}
 	lo := f.k.dedupQ(c.DedupLow, 0, "")
 	hi := f.k.dedupQ(bound, 0, "")
-	qlen := len(f.k.tag(tagDedupQ)) + 8
+	qlen := len(f.k.Key(tagDedupQ)) + 8
 	err = t.scan(lo, hi, false, func(k, _ []byte) (bool, error) {
 		rest := k[qlen:]
 		ns := beU64(rest[:8])
@@ -285,8 +239,7 @@ func (f *FSM) notify(touched map[uint64]struct{}) {
 			delete(f.waiters, ns)
 		}
 	}
-	close(f.appliedWaiters)
-	f.appliedWaiters = make(chan struct{})
+	f.p.Notify()
 }
 
 // notifyAll wakes every waiter (after a snapshot restore).
@@ -297,8 +250,7 @@ func (f *FSM) notifyAll() {
 		close(ch)
 		delete(f.waiters, ns)
 	}
-	close(f.appliedWaiters)
-	f.appliedWaiters = make(chan struct{})
+	f.p.Notify()
 }
 
 // changed returns a channel closed at the next commit to namespace ns.
@@ -311,13 +263,6 @@ func (f *FSM) changed(ns uint64) <-chan struct{} {
 		f.waiters[ns] = ch
 	}
 	return ch
-}
-
-// appliedChanged returns a channel closed when the applied index next moves.
-func (f *FSM) appliedChanged() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.appliedWaiters
 }
 
 // Snapshot captures the group's state for Raft (raft.FSM). It runs on the
@@ -354,10 +299,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		// The group's keys are gone or half written, and the marker says
 		// so on disk: stop here; the next start restores again.
-		f.fail(fmt.Errorf("snapshot restore: %w", err))
+		f.p.Fail(fmt.Errorf("snapshot restore: %w", err))
 		return err
 	}
-	f.applied.Store(idx)
+	f.p.SetApplied(idx)
 	f.notifyAll()
 	return nil
 }

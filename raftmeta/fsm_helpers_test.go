@@ -385,7 +385,7 @@ func (h *fxHarness) stateHash() (Sum, uint64) {
 func (h *fxHarness) contentHash() Sum {
 	h.t.Helper()
 	hs := sha256.New()
-	lo, hi := h.f.k.groupBounds()
+	lo, hi := h.f.k.Bounds()
 	skip := h.f.k.applied()
 	err := h.v().scan(lo, hi, false, func(k, v []byte) (bool, error) {
 		if bytes.Equal(k, skip) {
@@ -406,7 +406,7 @@ func (h *fxHarness) contentHash() Sum {
 func fxGroupKeys(t testing.TB, db *pebble.DB, group uint64) int {
 	t.Helper()
 	k := newKeys(group)
-	lo, hi := k.groupBounds()
+	lo, hi := k.Bounds()
 	n := 0
 	v := &view{r: pebbleReader{db}, k: k}
 	if err := v.scan(lo, hi, false, func(_, _ []byte) (bool, error) { n++; return true, nil }); err != nil {
@@ -527,7 +527,7 @@ func (h *fxHarness) checkLinks(ns uint64) error {
 	if err != nil || n == nil {
 		return fmt.Errorf("namespace %d: %v, %v", ns, n, err)
 	}
-	lo := h.f.k.key(tagTree, u64(ns))
+	lo := h.f.k.Key(tagTree, u64(ns))
 	var bad error
 	err = v.scan(lo, prefixEnd(lo), false, func(k, val []byte) (bool, error) {
 		parent := beU64(k[len(lo):])
@@ -547,7 +547,7 @@ func (h *fxHarness) checkLinks(ns uint64) error {
 	if err != nil || bad != nil {
 		return errors.Join(err, bad)
 	}
-	lo = h.f.k.key(tagNode, u64(ns))
+	lo = h.f.k.Key(tagNode, u64(ns))
 	err = v.scan(lo, prefixEnd(lo), false, func(_, val []byte) (bool, error) {
 		var node Node
 		if err := json.Unmarshal(val, &node); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/coffer-dev/coffer/internal/raftgroup"
 	"github.com/coffer-dev/coffer/raftmeta/metapath"
 	"github.com/hashicorp/raft"
 )
@@ -1068,7 +1069,7 @@ func TestBatchOpsSeeEarlierOps(t *testing.T) {
 	// Undecodable entries are refused, and still applied (as no-ops).
 	idx := h.index + 1
 	out := h.applyLogs(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: []byte("garbage")},
-		&raft.Log{Index: idx + 1, Term: 1, Type: raft.LogCommand, Data: []byte{commandVersion, '{'}})
+		&raft.Log{Index: idx + 1, Term: 1, Type: raft.LogCommand, Data: []byte{raftgroup.CommandVersion, '{'}})
 	h.index += 2
 	for _, o := range out {
 		fxWantCode(t, o.(*result).Err, CodeInvalidArgument)
@@ -1194,7 +1195,7 @@ func TestDedupWindow(t *testing.T) {
 	}
 	// The window's records do not pile up: only recent IDs are held.
 	n := 0
-	lo := h.f.k.tag(tagDedup)
+	lo := h.f.k.Key(tagDedup)
 	if err := h.v().scan(lo, prefixEnd(lo), false, func(_, _ []byte) (bool, error) { n++; return true, nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -2271,7 +2272,7 @@ func TestFSMNotify(t *testing.T) {
 			return false
 		}
 	}
-	chA, chB, applied := h.f.changed(a), h.f.changed(b), h.f.appliedChanged()
+	chA, chB, applied := h.f.changed(a), h.f.changed(b), h.f.p.Moved()
 	if h.f.changed(a) != chA {
 		t.Fatal("two waiters on one namespace get different channels")
 	}
@@ -2283,7 +2284,7 @@ func TestFSMNotify(t *testing.T) {
 	if !closed(chA) || closed(chB) {
 		t.Fatal("a commit to one namespace woke the wrong waiters")
 	}
-	applied = h.f.appliedChanged()
+	applied = h.f.p.Moved()
 	if closed(applied) {
 		t.Fatal("a fresh applied-index channel is already closed")
 	}

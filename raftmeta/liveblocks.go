@@ -31,7 +31,7 @@ func (f *FSM) LiveBlocks(ctx context.Context, fn func(Block) error) (applied uin
 		return 0, err
 	}
 	visit := func(tag byte, decode func([]byte) ([]Block, error)) error {
-		lo := f.k.key(tag)
+		lo := f.k.Key(tag)
 		n := 0
 		return v.scan(lo, prefixEnd(lo), false, func(key, val []byte) (bool, error) {
 			if n++; n%1024 == 0 {

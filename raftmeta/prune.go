@@ -34,7 +34,7 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 	var nsUpdates []*Namespace
 
 	if phase == tagNode {
-		base := t.k.tag(tagNode)
+		base := t.k.Key(tagNode)
 		var stop []byte
 		err := t.scan(append(append([]byte(nil), base...), from...), prefixEnd(base), false, func(k, v []byte) (bool, error) {
 			if visited >= c.Max {
@@ -75,7 +75,7 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 		}
 	}
 	if phase == tagNamespace && res.Next == nil {
-		base := t.k.tag(tagNamespace)
+		base := t.k.Key(tagNamespace)
 		var stop []byte
 		err := t.scan(append(append([]byte(nil), base...), from...), prefixEnd(base), false, func(k, v []byte) (bool, error) {
 			if visited >= c.Max {

@@ -10,8 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coffer-dev/coffer/raftmeta/hclogslog"
-	"github.com/hashicorp/go-hclog"
+	"github.com/coffer-dev/coffer/internal/raftgroup"
 	"github.com/hashicorp/raft"
 )
 
@@ -53,28 +52,16 @@ func Open(cfg Config) (*Shard, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open group %d state: %w", cfg.GroupID, err)
 	}
-	restore, err := checkStores(cfg, fsm.AppliedIndex())
+	restore, err := raftgroup.CheckStores(cfg.LogStore, cfg.StableStore, cfg.SnapshotStore, fsm.AppliedIndex(), snapshotIndex)
 	if err != nil {
-		return nil, fmt.Errorf("open group %d: %w", cfg.GroupID, err)
+		return nil, fmt.Errorf("open group %d: %w: %v", cfg.GroupID, ErrCorruptStore, err)
 	}
-	rc := raft.DefaultConfig()
-	rc.LocalID = cfg.LocalID
-	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
-	rc.ElectionTimeout = cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
-	rc.CommitTimeout = cfg.CommitTimeout
-	rc.SnapshotInterval = cfg.SnapshotInterval
-	rc.SnapshotThreshold = cfg.SnapshotThreshold
-	rc.TrailingLogs = cfg.TrailingLogs
-	rc.MaxAppendEntries = cfg.MaxAppendEntries
-	rc.BatchApplyCh = true
-	rc.NoSnapshotRestoreOnStart = !restore
-	rc.Logger = hclogslog.New(cfg.Logger.With("component", "raft", "group", cfg.GroupID), hclog.Info)
-	if err := raft.ValidateConfig(rc); err != nil {
+	rc, err := raftgroup.RaftConfig(cfg.LocalID, cfg.GroupID, cfg.timing().WithDefaults(defaultTiming()), restore, cfg.Logger)
+	if err != nil {
 		return nil, fmt.Errorf("%w: raft config: %v", ErrInvalidArgument, err)
 	}
 	s := &Shard{cfg: cfg, log: log, fsm: fsm, stop: make(chan struct{})}
-	fsm.onFail = func(error) { s.Close() }
+	fsm.p.OnFail = func(error) { s.Close() }
 	r, err := raft.NewRaft(rc, fsm, cfg.LogStore, cfg.StableStore, cfg.SnapshotStore, cfg.Transport)
 	if err != nil {
 		return nil, fmt.Errorf("open group %d: %w: start raft: %v", cfg.GroupID, ErrCorruptStore, err)
@@ -86,55 +73,6 @@ func Open(cfg Config) (*Shard, error) {
 		go s.pruneLoop()
 	}
 	return s, nil
-}
-
-// checkStores compares the Raft stores with the state machine's applied
-// index and reports whether Raft must restore the latest snapshot into the
-// state machine at start (its state is older than the snapshot).
-func checkStores(cfg Config, applied uint64) (restore bool, err error) {
-	first, err := cfg.LogStore.FirstIndex()
-	if err != nil {
-		return false, fmt.Errorf("%w: log store: %v", ErrCorruptStore, err)
-	}
-	last, err := cfg.LogStore.LastIndex()
-	if err != nil {
-		return false, fmt.Errorf("%w: log store: %v", ErrCorruptStore, err)
-	}
-	term, err := cfg.StableStore.GetUint64([]byte("CurrentTerm"))
-	if err != nil && err.Error() != "not found" {
-		return false, fmt.Errorf("%w: stable store: %v", ErrCorruptStore, err)
-	}
-	snaps, err := cfg.SnapshotStore.List()
-	if err != nil {
-		return false, fmt.Errorf("%w: snapshot store: %v", ErrCorruptStore, err)
-	}
-	var snapIndex, snapFSM uint64
-	if len(snaps) > 0 {
-		snapIndex = snaps[0].Index
-		_, rc, err := cfg.SnapshotStore.Open(snaps[0].ID)
-		if err != nil {
-			return false, fmt.Errorf("%w: open snapshot %s: %v", ErrCorruptStore, snaps[0].ID, err)
-		}
-		snapFSM, err = snapshotIndex(rc)
-		rc.Close()
-		if err != nil {
-			return false, fmt.Errorf("%w: snapshot %s: %v", ErrCorruptStore, snaps[0].ID, err)
-		}
-	}
-	top := max(last, snapIndex)
-	switch {
-	case (applied > 0 || len(snaps) > 0 || last > 0) && term == 0:
-		return false, fmt.Errorf("%w: the group has state (applied index %d, %d snapshots, log to %d) but the stable store has no term: it is missing or from another node", ErrCorruptStore, applied, len(snaps), last)
-	case applied > top:
-		return false, fmt.Errorf("%w: the state machine has applied index %d but the Raft log and snapshots end at %d: the log store is missing, emptied or from another node", ErrCorruptStore, applied, top)
-	case applied < snapFSM:
-		return true, nil // state older than the latest snapshot: restore it
-	case len(snaps) > 0 && snapIndex > 0 && snapFSM == 0:
-		return false, fmt.Errorf("%w: snapshot %s at index %d holds no applied state", ErrCorruptStore, snaps[0].ID, snapIndex)
-	case last > 0 && first > max(applied, snapIndex)+1:
-		return false, fmt.Errorf("%w: the Raft log starts at %d, but the state machine is at %d and the newest snapshot at %d: the entries between are missing (snapshot store or state lost)", ErrCorruptStore, first, applied, snapIndex)
-	}
-	return false, nil
 }
 
 // Bootstrap creates the group with the given voters. Call it once, on one
@@ -184,17 +122,7 @@ func (s *Shard) notLeader() error {
 
 // WaitApplied blocks until the state machine has applied index, or ctx ends.
 func (s *Shard) WaitApplied(ctx context.Context, index uint64) error {
-	for {
-		ch := s.fsm.appliedChanged()
-		if s.fsm.AppliedIndex() >= index {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return s.fsm.p.WaitApplied(ctx, index, nil, nil)
 }
 
 // propose replicates cmd through Raft and returns its result. Errors:
@@ -217,22 +145,14 @@ func (s *Shard) propose(ctx context.Context, cmd *command) (*result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
-	f := s.raft.Apply(data, s.cfg.ApplyTimeout)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
-	}
-	switch {
-	case err == nil:
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+	resp, err := raftgroup.Apply(ctx, s.raft, data, s.cfg.ApplyTimeout)
+	if errors.Is(err, raftgroup.ErrRefused) {
 		return nil, s.notLeader() // refused before it was appended
-	default:
-		return nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
 	}
-	res, ok := f.Response().(*result)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+	}
+	res, ok := resp.(*result)
 	if !ok || res == nil {
 		return nil, fmt.Errorf("%w: no result from the state machine", ErrUnknownOutcome)
 	}

@@ -30,8 +30,8 @@ func ShardOf(name string, shards int) (uint64, error) {
 // DropGroup deletes every key of group from db, durably: the state of a
 // replica that was moved off this node. The group's Shard must be closed.
 func DropGroup(db *pebble.DB, group uint64) error {
-	k := newKeys(group)
-	if err := db.DeleteRange(k.prefix, prefixEnd(k.prefix), pebble.Sync); err != nil {
+	lo, hi := newKeys(group).Bounds()
+	if err := db.DeleteRange(lo, hi, pebble.Sync); err != nil {
 		return fmt.Errorf("drop group %d state: %w", group, err)
 	}
 	return nil

@@ -86,6 +86,7 @@ type Members struct {
 	addr string
 
 	lifeMu sync.Mutex // serialises Leave, Close and kill (memberlist panics on Leave after Shutdown)
+	metaMu sync.Mutex // serialises SetMeta (memberlist's UpdateNode is not safe to call concurrently)
 	closed bool
 }
 
@@ -320,6 +321,8 @@ func (m *Members) SetMeta(meta Meta, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
 	if m.isClosed() {
 		return ErrClosed
 	}

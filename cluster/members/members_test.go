@@ -307,3 +307,23 @@ func TestSetMetaAndAll(t *testing.T) {
 	}
 	_ = n3
 }
+
+// SetMeta may be called from several goroutines at once.
+func TestSetMetaConcurrent(t *testing.T) {
+	n1 := start(t, "n1", Meta{Roles: []string{"meta"}}, nil)
+	start(t, "n2", Meta{Roles: []string{"meta"}}, nil, n1.Addr())
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 10 {
+				if err := n1.SetMeta(Meta{Roles: []string{"meta"}, Leads: []uint64{uint64(i), uint64(j)}}, time.Second); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

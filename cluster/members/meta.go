@@ -40,6 +40,11 @@ type Meta struct {
 	// Draining is set while the node is being removed: it takes no new
 	// replicas or blocks and hands its own over.
 	Draining bool `json:"draining,omitempty"`
+	// Stopping is set while the node shuts down: it hands its leaderships
+	// over and should be given none.
+	Stopping bool `json:"stopping,omitempty"`
+	// BootstrapExpect is the node's --bootstrap-expect (0: join only).
+	BootstrapExpect int `json:"expect,omitempty"`
 }
 
 // HasRole reports whether the node plays role.

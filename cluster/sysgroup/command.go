@@ -1,9 +1,10 @@
 package sysgroup
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/coffer-dev/coffer/internal/raftgroup"
 )
 
 // cmdType identifies a command. The values are stored in the Raft log and
@@ -16,9 +17,6 @@ const (
 	cmdSetSetting
 	cmdMarkAdminCreated
 )
-
-// commandVersion is the first byte of every encoded command.
-const commandVersion = 1
 
 // command is the envelope of one Raft entry. Time is the proposer's clock
 // (Unix nanoseconds): the state machine never reads a clock, so every
@@ -85,20 +83,13 @@ func (e *refusedError) Unwrap() error { return e.sentinel }
 
 var errBadCommand = errors.New("bad command")
 
-func encodeCommand(c *command) ([]byte, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte{commandVersion}, b...), nil
-}
+// encodeCommand encodes c as one Raft entry (raftgroup's envelope: a
+// version byte, then JSON).
+func encodeCommand(c *command) ([]byte, error) { return raftgroup.EncodeCommand(c) }
 
 func decodeCommand(b []byte) (*command, error) {
-	if len(b) == 0 || b[0] != commandVersion {
-		return nil, fmt.Errorf("%w: unknown command encoding", errBadCommand)
-	}
 	c := new(command)
-	if err := json.Unmarshal(b[1:], c); err != nil {
+	if err := raftgroup.DecodeCommand(b, c); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadCommand, err)
 	}
 	return c, nil

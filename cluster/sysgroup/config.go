@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/coffer-dev/coffer/internal/raftgroup"
 	"github.com/hashicorp/raft"
 )
 
@@ -58,31 +59,31 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := raft.DefaultConfig()
-	setDur(&c.HeartbeatTimeout, d.HeartbeatTimeout)
-	setDur(&c.ElectionTimeout, d.ElectionTimeout)
-	setDur(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
-	setDur(&c.CommitTimeout, d.CommitTimeout)
-	setDur(&c.SnapshotInterval, 2*time.Minute)
-	setDur(&c.ApplyTimeout, 10*time.Second)
-	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = 1024
-	}
-	if c.TrailingLogs == 0 {
-		c.TrailingLogs = 1024
-	}
+	raftgroup.Default(&c.ApplyTimeout, 10*time.Second)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.dedupLimit == 0 {
-		c.dedupLimit = DedupLimit
-	}
+	raftgroup.Default(&c.dedupLimit, DedupLimit)
 }
 
-func setDur(d *time.Duration, def time.Duration) {
-	if *d == 0 {
-		*d = def
+// timing returns c's Raft timing with the defaults filled in.
+func (c Config) timing() raftgroup.Timing {
+	t := raftgroup.Timing{
+		HeartbeatTimeout:   c.HeartbeatTimeout,
+		ElectionTimeout:    c.ElectionTimeout,
+		LeaderLeaseTimeout: c.LeaderLeaseTimeout,
+		CommitTimeout:      c.CommitTimeout,
+		SnapshotInterval:   c.SnapshotInterval,
+		SnapshotThreshold:  c.SnapshotThreshold,
+		TrailingLogs:       c.TrailingLogs,
 	}
+	// raft.DefaultConfig's, but for a small state: snapshots and the log
+	// kept after them stay short.
+	def := raftgroup.DefaultTiming()
+	def.SnapshotInterval = 2 * time.Minute
+	def.SnapshotThreshold = 1024
+	def.TrailingLogs = 1024
+	return t.WithDefaults(def)
 }
 
 // Validate reports every problem with the configuration at once, wrapping
@@ -91,50 +92,30 @@ func setDur(d *time.Duration, def time.Duration) {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.LocalID == "" {
-		bad("LocalID is required")
-	}
-	if c.DB == nil {
-		bad("DB is required")
-	}
-	if c.Transport == nil {
-		bad("Transport is required")
-	}
-	if c.LogStore == nil {
-		bad("LogStore is required")
-	}
-	if c.StableStore == nil {
-		bad("StableStore is required")
-	}
-	if c.SnapshotStore == nil {
-		bad("SnapshotStore is required")
-	}
+	errs = append(errs, raftgroup.Required(c.LocalID, c.DB, c.Transport, c.LogStore, c.StableStore, c.SnapshotStore)...)
 	if c.dedupLimit < 0 {
 		bad("dedup limit %d: must not be negative", c.dedupLimit)
 	}
 	c.setDefaults()
+	t := c.timing()
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 		min  time.Duration
 	}{
-		{"HeartbeatTimeout", c.HeartbeatTimeout, 5 * time.Millisecond},
-		{"ElectionTimeout", c.ElectionTimeout, 5 * time.Millisecond},
-		{"LeaderLeaseTimeout", c.LeaderLeaseTimeout, 5 * time.Millisecond},
-		{"CommitTimeout", c.CommitTimeout, time.Millisecond},
-		{"SnapshotInterval", c.SnapshotInterval, 5 * time.Millisecond},
+		{"HeartbeatTimeout", t.HeartbeatTimeout, 5 * time.Millisecond},
+		{"ElectionTimeout", t.ElectionTimeout, 5 * time.Millisecond},
+		{"LeaderLeaseTimeout", t.LeaderLeaseTimeout, 5 * time.Millisecond},
+		{"CommitTimeout", t.CommitTimeout, time.Millisecond},
+		{"SnapshotInterval", t.SnapshotInterval, 5 * time.Millisecond},
 		{"ApplyTimeout", c.ApplyTimeout, time.Millisecond},
 	} {
 		if d.v < d.min {
 			bad("%s %v: must be at least %v", d.name, d.v, d.min)
 		}
 	}
-	if c.ElectionTimeout < c.HeartbeatTimeout {
-		bad("ElectionTimeout %v is below HeartbeatTimeout %v", c.ElectionTimeout, c.HeartbeatTimeout)
-	}
-	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
-		bad("LeaderLeaseTimeout %v is above HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
-	}
+	// Every timing is set now, so every pair is compared.
+	errs = append(errs, t.Problems()...)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: sysgroup config: %w", ErrInvalidArgument, errors.Join(errs...))
 	}

@@ -9,7 +9,7 @@ func SetDedupLimit(c *Config, n int) { c.dedupLimit = n }
 
 // Skipped counts the entries g's state machine skipped because it had
 // applied them before a restart.
-func Skipped(g *Group) uint64 { return g.fsm.skipped.Load() }
+func Skipped(g *Group) uint64 { return g.fsm.p.Skipped() }
 
 // Executed counts the commands g's state machine executed (neither skipped
 // nor answered from the dedup record) since g was opened.
@@ -19,7 +19,7 @@ func Executed(g *Group) uint64 { return g.fsm.executed.Load() }
 func DedupRecords(g *Group) (int, error) {
 	n := 0
 	err := g.withDB(func() error {
-		lo, hi := g.fsm.k.tagBounds(tagDedup)
+		lo, hi := g.fsm.k.TagBounds(tagDedup)
 		return scan(g.cfg.DB, lo, hi, func(_, _ []byte) (bool, error) { n++; return true, nil })
 	})
 	return n, err

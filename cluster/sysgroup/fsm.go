@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/coffer-dev/coffer/internal/raftgroup"
 	"github.com/hashicorp/raft"
 )
 
@@ -27,14 +27,8 @@ type fsm struct {
 	log        *slog.Logger
 	dedupLimit uint64
 
-	applied  atomic.Uint64
-	skipped  atomic.Uint64 // entries skipped as already applied
-	executed atomic.Uint64 // commands executed (not skipped, not deduplicated)
-	failed   atomic.Pointer[error]
-	onFail   func(error)
-
-	mu        sync.Mutex
-	appliedCh chan struct{} // closed when the applied index moves
+	p        raftgroup.Progress // applied index, failure, applied-index waiters
+	executed atomic.Uint64      // commands executed (not skipped, not deduplicated)
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -46,35 +40,14 @@ func newFSM(db *pebble.DB, group uint64, dedupLimit int, log *slog.Logger) (*fsm
 		k:          newKeys(group),
 		log:        log,
 		dedupLimit: uint64(dedupLimit),
-		appliedCh:  make(chan struct{}),
+		p:          raftgroup.Progress{Log: log},
 	}
 	idx, err := getU64(db, f.k.applied())
 	if err != nil {
 		return nil, err
 	}
-	f.applied.Store(idx)
+	f.p.SetApplied(idx)
 	return f, nil
-}
-
-// Err returns the storage error that stopped the FSM, or nil.
-func (f *fsm) Err() error {
-	if p := f.failed.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// fail stops the FSM after a storage error: applying further entries on top
-// of one that could not be written would make this replica diverge. Entries
-// from then on are not applied (nor recorded as applied), so a restart
-// replays them from the Raft log.
-func (f *fsm) fail(err error) {
-	if f.failed.CompareAndSwap(nil, &err) {
-		f.log.Error("state machine stopped after a storage failure", "error", err)
-		if f.onFail != nil {
-			go f.onFail(err)
-		}
-	}
 }
 
 // Apply applies one committed entry (raft.FSM).
@@ -83,42 +56,19 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 }
 
 // ApplyBatch applies committed entries in order (raft.BatchingFSM), each
-// in its own batch.
+// in its own batch; entries already applied before a restart are skipped.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
-	out := make([]interface{}, len(logs))
-	moved := false
-	for i, l := range logs {
-		if err := f.Err(); err != nil {
-			// Committed, but not applied here: not a refusal.
-			out[i] = &result{Code: codeUnknownOutcome, Msg: "state machine stopped: " + err.Error()}
-			continue
+	out, moved := f.p.ApplyBatch(logs, func(l *raft.Log) (any, error) {
+		if l.Type != raft.LogCommand {
+			return nil, f.writeApplied(l.Index)
 		}
-		if l.Index <= f.applied.Load() {
-			f.skipped.Add(1)
-			continue // applied before a restart
-		}
-		var (
-			res *result
-			err error
-		)
-		if l.Type == raft.LogCommand {
-			res, err = f.applyCommand(l)
-		} else {
-			err = f.writeApplied(l.Index)
-		}
-		if err != nil {
-			f.fail(err)
-			out[i] = &result{Code: codeUnknownOutcome, Msg: err.Error()}
-			continue
-		}
-		f.applied.Store(l.Index)
-		moved = true
-		if res != nil {
-			out[i] = res
-		}
-	}
+		return f.applyCommand(l)
+	}, func(msg string) any {
+		// Committed, but not applied here: not a refusal.
+		return &result{Code: codeUnknownOutcome, Msg: msg}
+	})
 	if moved {
-		f.notify()
+		f.p.Notify()
 	}
 	return out
 }
@@ -232,15 +182,10 @@ func (f *fsm) applyCommand(l *raft.Log) (*result, error) {
 	return res, nil
 }
 
-// safeApply applies cmd, turning a panic (a bug) into a refusal of that
-// command: every replica would hit the same panic on the same entry.
-func (t *tx) safeApply(cmd *command) (res *result, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			res, err = nil, fmt.Errorf("%w: apply panicked: %v", ErrCorruptStore, r)
-		}
-	}()
-	return t.apply(cmd)
+// safeApply applies cmd; a panic (a bug) refuses cmd (see
+// raftgroup.Safely).
+func (t *tx) safeApply(cmd *command) (*result, error) {
+	return raftgroup.Safely(ErrCorruptStore, func() (*result, error) { return t.apply(cmd) })
 }
 
 // apply executes one command. Refusals are errors wrapping a sentinel
@@ -337,7 +282,7 @@ func (t *tx) setSetting(key, value string) (*result, error) {
 	}
 	if !exists {
 		n := 0
-		lo, hi := t.k.tagBounds(tagSetting)
+		lo, hi := t.k.TagBounds(tagSetting)
 		if err := scan(t.b, lo, hi, func(_, _ []byte) (bool, error) { n++; return n < MaxSettings, nil }); err != nil {
 			return nil, err
 		}
@@ -383,7 +328,7 @@ func (f *fsm) remember(t *tx, rid string, res *result) error {
 	count++
 	if count > f.dedupLimit {
 		evict := count - f.dedupLimit
-		lo, hi := f.k.tagBounds(tagDedupQ)
+		lo, hi := f.k.TagBounds(tagDedupQ)
 		qlen := len(lo) + 8
 		var victims [][]byte
 		err := scan(t.b, lo, hi, func(k, _ []byte) (bool, error) {
@@ -409,26 +354,11 @@ func (f *fsm) remember(t *tx, rid string, res *result) error {
 	return t.set(f.k.dedupCount(), u64(count))
 }
 
-// notify wakes the applied-index waiters.
-func (f *fsm) notify() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	close(f.appliedCh)
-	f.appliedCh = make(chan struct{})
-}
-
-// appliedChanged returns a channel closed when the applied index next moves.
-func (f *fsm) appliedChanged() <-chan struct{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.appliedCh
-}
-
 // Snapshot captures the state for Raft (raft.FSM). It runs on the FSM
 // goroutine, so the Pebble snapshot is exactly the state at the applied
 // index; Persist streams it later, concurrently with new applies.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	if err := f.Err(); err != nil {
+	if err := f.p.Err(); err != nil {
 		return nil, fmt.Errorf("state machine stopped: %w", err)
 	}
 	return &fsmSnapshot{snap: f.db.NewSnapshot(), k: f.k}, nil
@@ -441,11 +371,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	idx, err := restoreSnapshot(f.db, f.k, rc)
 	if err != nil {
 		if errors.Is(err, errStore) {
-			f.fail(fmt.Errorf("snapshot restore: %w", err))
+			f.p.Fail(fmt.Errorf("snapshot restore: %w", err))
 		}
 		return err
 	}
-	f.applied.Store(idx)
-	f.notify()
+	f.p.SetApplied(idx)
+	f.p.Notify()
 	return nil
 }

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/coffer-dev/coffer/internal/raftgroup"
 	"github.com/coffer-dev/coffer/raftmeta"
-	"github.com/coffer-dev/coffer/raftmeta/hclogslog"
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -47,29 +45,16 @@ func Open(cfg Config) (*Group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open system group %d state: %w", cfg.GroupID, asCorrupt(err))
 	}
-	restore, err := checkStores(cfg, f.applied.Load())
+	restore, err := raftgroup.CheckStores(cfg.LogStore, cfg.StableStore, cfg.SnapshotStore, f.p.Applied(), snapshotIndex)
 	if err != nil {
-		return nil, fmt.Errorf("open system group %d: %w", cfg.GroupID, err)
+		return nil, fmt.Errorf("open system group %d: %w: %v", cfg.GroupID, ErrCorruptStore, err)
 	}
-	rc := raft.DefaultConfig()
-	rc.LocalID = cfg.LocalID
-	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
-	rc.ElectionTimeout = cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
-	rc.CommitTimeout = cfg.CommitTimeout
-	rc.SnapshotInterval = cfg.SnapshotInterval
-	rc.SnapshotThreshold = cfg.SnapshotThreshold
-	rc.TrailingLogs = cfg.TrailingLogs
-	rc.BatchApplyCh = true
-	// The state is durable on its own: restore the latest snapshot at start
-	// only if the state is older than it.
-	rc.NoSnapshotRestoreOnStart = !restore
-	rc.Logger = hclogslog.New(cfg.Logger.With("component", "raft", "group", cfg.GroupID), hclog.Info)
-	if err := raft.ValidateConfig(rc); err != nil {
+	rc, err := raftgroup.RaftConfig(cfg.LocalID, cfg.GroupID, cfg.timing(), restore, cfg.Logger)
+	if err != nil {
 		return nil, fmt.Errorf("%w: raft config: %v", ErrInvalidArgument, err)
 	}
 	g := &Group{cfg: cfg, log: log, fsm: f, stop: make(chan struct{})}
-	f.onFail = func(error) { g.Close() }
+	f.p.OnFail = func(error) { g.Close() }
 	r, err := raft.NewRaft(rc, f, cfg.LogStore, cfg.StableStore, cfg.SnapshotStore, cfg.Transport)
 	if err != nil {
 		return nil, fmt.Errorf("open system group %d: %w: start raft: %v", cfg.GroupID, ErrCorruptStore, err)
@@ -84,52 +69,6 @@ func asCorrupt(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %v", ErrCorruptStore, err)
-}
-
-// checkStores compares the Raft stores with the state's applied index and
-// reports whether Raft must restore the latest snapshot at start.
-func checkStores(cfg Config, applied uint64) (restore bool, err error) {
-	first, err := cfg.LogStore.FirstIndex()
-	if err != nil {
-		return false, fmt.Errorf("%w: log store: %v", ErrCorruptStore, err)
-	}
-	last, err := cfg.LogStore.LastIndex()
-	if err != nil {
-		return false, fmt.Errorf("%w: log store: %v", ErrCorruptStore, err)
-	}
-	term, err := cfg.StableStore.GetUint64([]byte("CurrentTerm"))
-	if err != nil && !strings.Contains(err.Error(), "not found") {
-		return false, fmt.Errorf("%w: stable store: %v", ErrCorruptStore, err)
-	}
-	snaps, err := cfg.SnapshotStore.List()
-	if err != nil {
-		return false, fmt.Errorf("%w: snapshot store: %v", ErrCorruptStore, err)
-	}
-	var snapIndex, snapFSM uint64
-	if len(snaps) > 0 {
-		snapIndex = snaps[0].Index
-		_, rc, err := cfg.SnapshotStore.Open(snaps[0].ID)
-		if err != nil {
-			return false, fmt.Errorf("%w: open snapshot %s: %v", ErrCorruptStore, snaps[0].ID, err)
-		}
-		snapFSM, err = snapshotIndex(rc)
-		rc.Close()
-		if err != nil {
-			return false, fmt.Errorf("%w: snapshot %s: %v", ErrCorruptStore, snaps[0].ID, err)
-		}
-	}
-	top := max(last, snapIndex)
-	switch {
-	case (applied > 0 || len(snaps) > 0 || last > 0) && term == 0:
-		return false, fmt.Errorf("%w: the group has state (applied index %d, %d snapshots, log to %d) but the stable store has no term: it is missing or from another node", ErrCorruptStore, applied, len(snaps), last)
-	case applied > top:
-		return false, fmt.Errorf("%w: the state has applied index %d but the Raft log and snapshots end at %d: the log store is missing, emptied or from another node", ErrCorruptStore, applied, top)
-	case applied < snapFSM:
-		return true, nil
-	case last > 0 && first > max(applied, snapIndex)+1:
-		return false, fmt.Errorf("%w: the Raft log starts at %d, but the state is at %d and the newest snapshot at %d: the entries between are missing", ErrCorruptStore, first, applied, snapIndex)
-	}
-	return false, nil
 }
 
 // Bootstrap creates the group with the given voters. Call it once, on one
@@ -184,24 +123,12 @@ func (g *Group) notLeader() error {
 }
 
 // AppliedIndex is the Raft index of the last entry applied to the state.
-func (g *Group) AppliedIndex() uint64 { return g.fsm.applied.Load() }
+func (g *Group) AppliedIndex() uint64 { return g.fsm.p.Applied() }
 
 // WaitApplied blocks until the state has applied index (of a command or
 // configuration entry), ctx ends or the group closes.
 func (g *Group) WaitApplied(ctx context.Context, index uint64) error {
-	for {
-		ch := g.fsm.appliedChanged()
-		if g.fsm.applied.Load() >= index {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-g.stop:
-			return ErrClosed
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return g.fsm.p.WaitApplied(ctx, index, g.stop, ErrClosed)
 }
 
 // StateHash returns a SHA-256 over every key and value of the group's state
@@ -231,7 +158,7 @@ func (g *Group) Barrier(ctx context.Context) error {
 		return g.notLeader()
 	}
 	f := g.raft.Barrier(g.cfg.ApplyTimeout)
-	done, err := await(ctx, f)
+	done, err := raftgroup.Await(ctx, f)
 	if !done {
 		return err
 	}
@@ -245,19 +172,6 @@ func (g *Group) Barrier(ctx context.Context) error {
 		return g.notLeader()
 	}
 	return fmt.Errorf("%w: barrier: %v", raftmeta.ErrNotLeader, err)
-}
-
-// await waits for a Raft future or ctx. done is false if ctx ended first
-// (err is then ctx's error).
-func await(ctx context.Context, f raft.Future) (done bool, err error) {
-	ch := make(chan error, 1)
-	go func() { ch <- f.Error() }()
-	select {
-	case err := <-ch:
-		return true, err
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
 }
 
 // propose replicates cmd through Raft and returns its result. Errors:
@@ -283,19 +197,14 @@ func (g *Group) propose(ctx context.Context, cmd *command) (*result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
-	f := g.raft.Apply(data, g.cfg.ApplyTimeout)
-	done, err := await(ctx, f)
-	if !done {
+	resp, err := raftgroup.Apply(ctx, g.raft, data, g.cfg.ApplyTimeout)
+	if errors.Is(err, raftgroup.ErrRefused) {
+		return nil, g.notLeader() // refused before it was appended
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", raftmeta.ErrUnknownOutcome, err)
 	}
-	switch {
-	case err == nil:
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		return nil, g.notLeader() // refused before it was appended
-	default:
-		return nil, fmt.Errorf("%w: %v", raftmeta.ErrUnknownOutcome, err)
-	}
-	res, ok := f.Response().(*result)
+	res, ok := resp.(*result)
 	if !ok || res == nil {
 		return nil, fmt.Errorf("%w: no result from the state machine", raftmeta.ErrUnknownOutcome)
 	}
@@ -375,7 +284,7 @@ func (g *Group) withDB(fn func() error) error {
 	if g.closed.Load() {
 		return ErrClosed
 	}
-	if err := g.fsm.Err(); err != nil {
+	if err := g.fsm.p.Err(); err != nil {
 		return fmt.Errorf("%w: state machine stopped: %v", ErrCorruptStore, err)
 	}
 	return asRead(fn())
@@ -411,7 +320,7 @@ func (g *Group) Info() (*Info, error) {
 func (g *Group) Nodes() ([]NodeRecord, error) {
 	var out []NodeRecord
 	err := g.withDB(func() error {
-		lo, hi := g.fsm.k.tagBounds(tagNode)
+		lo, hi := g.fsm.k.TagBounds(tagNode)
 		return scan(g.cfg.DB, lo, hi, func(k, v []byte) (bool, error) {
 			var rec NodeRecord
 			if err := jsonUnmarshal(k, v, &rec); err != nil {
@@ -450,7 +359,7 @@ func (g *Group) Node(name string) (*NodeRecord, error) {
 func (g *Group) Settings() (map[string]string, error) {
 	out := make(map[string]string)
 	err := g.withDB(func() error {
-		lo, hi := g.fsm.k.tagBounds(tagSetting)
+		lo, hi := g.fsm.k.TagBounds(tagSetting)
 		return scan(g.cfg.DB, lo, hi, func(k, v []byte) (bool, error) {
 			out[string(k[len(lo):])] = string(v)
 			return true, nil

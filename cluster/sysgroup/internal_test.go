@@ -100,7 +100,7 @@ func TestCheckNameAndSetting(t *testing.T) {
 
 func TestKeysDoNotCollide(t *testing.T) {
 	k0, k1 := newKeys(0), newKeys(1)
-	lo, hi := k0.groupBounds()
+	lo, hi := k0.Bounds()
 	for _, key := range [][]byte{k1.applied(), k1.info(), k1.node("a"), []byte("g\x00\x00\x00\x00\x00\x00\x00\x00a")} {
 		if bytes.Compare(key, lo) >= 0 && bytes.Compare(key, hi) < 0 {
 			t.Errorf("key %q of another group is inside group 0's range", key)
@@ -148,8 +148,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	}
 	// An undecodable entry is refused, but still advances the applied index.
 	res := f.Apply(&raft.Log{Index: 4, Type: raft.LogCommand, Data: []byte{9, '{'}}).(*result)
-	if !errors.Is(res.err(), ErrInvalidArgument) || f.applied.Load() != 4 {
-		t.Fatalf("bad entry: %v, applied %d", res.err(), f.applied.Load())
+	if !errors.Is(res.err(), ErrInvalidArgument) || f.p.Applied() != 4 {
+		t.Fatalf("bad entry: %v, applied %d", res.err(), f.p.Applied())
 	}
 	var buf bytes.Buffer
 	if err := writeSnapshot(&buf, src, f.k); err != nil {
@@ -189,14 +189,14 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != want || gotIdx != wantIdx || g.applied.Load() != 4 {
-		t.Fatalf("restored hash %x at %d (fsm %d), want %x at %d", got[:8], gotIdx, g.applied.Load(), want[:8], wantIdx)
+	if got != want || gotIdx != wantIdx || g.p.Applied() != 4 {
+		t.Fatalf("restored hash %x at %d (fsm %d), want %x at %d", got[:8], gotIdx, g.p.Applied(), want[:8], wantIdx)
 	}
 	// A replay of an entry the snapshot covers is skipped.
 	data, _ := encodeCommand(&command{Type: cmdSetSetting, RequestID: "s2", Setting: &setSettingCmd{Key: "k", Value: "x"}})
 	g.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: data})
-	if g.skipped.Load() != 1 || g.executed.Load() != 0 {
-		t.Fatalf("replayed entry: skipped %d, executed %d", g.skipped.Load(), g.executed.Load())
+	if g.p.Skipped() != 1 || g.executed.Load() != 0 {
+		t.Fatalf("replayed entry: skipped %d, executed %d", g.p.Skipped(), g.executed.Load())
 	}
 }
 

@@ -20,6 +20,20 @@ import (
 
 func getOK(url, user, password string) error { return getJSON(url, user, password, nil) }
 
+// getText GETs url and returns its body (200 only).
+func getText(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+	}
+	return string(b), err
+}
+
 // getJSON GETs url (with Basic auth if user is set), wants 200 and decodes
 // the body into v (if not nil); it retries for a few seconds (an admin
 // check right after formation may meet a leader change).

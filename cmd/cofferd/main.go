@@ -55,6 +55,7 @@ func run(args []string) int {
 		return 1
 	}
 	<-ctx.Done()
+	stop() // a second signal now kills the process at once
 	log.Info("signal received: draining and stopping")
 	if err := n.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "cofferd: stop:", err)

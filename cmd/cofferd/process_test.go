@@ -211,6 +211,21 @@ func TestProcessesSurviveLeaderKill(t *testing.T) {
 	}
 	t.Logf("%d acknowledged commits all present; %d attempts ended with an unknown outcome or error", len(acked), w.failures())
 
+	// The new leader timed the commits it served.
+	series := fmt.Sprintf(`coffer_raft_commit_seconds_count{group="%d"}`, shard)
+	seen := false
+	for _, p := range nodes {
+		if p == victim {
+			continue
+		}
+		if body, err := getText("http://" + p.http + "/metrics"); err == nil && strings.Contains(body, series) {
+			seen = true
+		}
+	}
+	if !seen {
+		t.Errorf("no live node's /metrics has %s", series)
+	}
+
 	// The killed node restarts and catches up with the shard's leader.
 	victim.start(t, bin)
 	waitFor := func(what string, timeout time.Duration, cond func() error) {
