@@ -327,8 +327,13 @@ func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) (changed bo
 		}
 	}
 	// Finish removals: a draining node that holds no replica is removed;
-	// a live one is told to drain its blocks too.
+	// a live one — or a removed one that came back — is told to drain (its
+	// blocks go to their other owners, and block placement leaves it out).
 	for name, st := range state {
+		if st == sysgroup.NodeRemoved {
+			n.tellDrain(ctx, name)
+			continue
+		}
 		if st != sysgroup.NodeRemoving {
 			continue
 		}

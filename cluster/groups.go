@@ -153,7 +153,9 @@ func (n *Node) openGroupLocked(id uint64) (*group, error) {
 // onUnknownGroup is the Raft mux's hook: a leader has added this node to a
 // group it does not host yet, so open an empty replica for it.
 func (n *Node) onUnknownGroup(id uint64) bool {
-	if !n.cfg.HasRole(RoleMeta) || n.closing.Load() || n.draining.Load() {
+	// Refused until Start has opened the stores (the Raft port listens
+	// first, to claim it) and after Close began.
+	if !n.cfg.HasRole(RoleMeta) || !n.started.Load() || n.closing.Load() || n.draining.Load() {
 		return false
 	}
 	// Before the shard count is known (the cluster is forming) any valid
@@ -190,6 +192,7 @@ func (n *Node) dropGroup(id uint64) error {
 	}
 	err = errors.Join(err, os.RemoveAll(n.dir.groupPath(id)))
 	if err == nil {
+		n.dropped.Add(1)
 		n.log.Info("group replica dropped: this node is no longer a member", "group", id)
 	}
 	return err

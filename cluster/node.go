@@ -58,8 +58,10 @@ type Node struct {
 	shards   atomic.Int64
 	draining atomic.Bool
 	closing  atomic.Bool
-	crashed  atomic.Bool // tests: Close as a crash would (no hand-off)
-	warned   sync.Map    // warnOnce keys
+	started  atomic.Bool  // the stores are open: replicas may be created
+	crashed  atomic.Bool  // tests: Close as a crash would (no hand-off)
+	warned   sync.Map     // warnOnce keys
+	dropped  atomic.Int64 // replicas dropped by the orphan sweep
 	// fatal is a problem that keeps the node from serving (readyz says it).
 	fatal atomic.Pointer[error]
 
@@ -141,6 +143,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.started.Store(true)
 
 	meta := members.Meta{
 		Roles: cfg.Roles, GRPCAddr: n.cfg.GRPCAddr, RaftAddr: n.cfg.RaftAddr, HTTPAddr: n.cfg.HTTPAddr,

@@ -366,3 +366,82 @@ func blockIDs(n *Node) []string {
 	}
 	return out
 }
+
+// A node removed while it was down comes back with its old replicas on
+// disk; the orphan sweep drops them (their groups' leaders no longer list
+// it) and, removed for good, it gets no new ones.
+func TestRemovedNodeDropsStaleReplicasOnRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("in-process cluster")
+	}
+	ctx := context.Background()
+	const shards = 2
+	n1 := startTestNode(t, testNodeOpts{name: "n1", expect: 3, shards: shards})
+	_, _, seed, _ := n1.Addrs()
+	startTestNode(t, testNodeOpts{name: "n2", expect: 3, shards: shards, join: []string{seed}})
+	startTestNode(t, testNodeOpts{name: "n3", expect: 3, shards: shards, join: []string{seed}})
+	waitFor(t, 60*time.Second, "three nodes form the cluster", func() error {
+		_, err := formed(ctx, n1, []string{"n1", "n2", "n3"})
+		return err
+	})
+	cfg4 := testConfig(t, testNodeOpts{name: "n4", shards: shards, join: []string{seed}})
+	n4, err := Start(ctx, cfg4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "n4 becomes a voter", func() error {
+		st, err := formed(ctx, n1, nil)
+		if err != nil {
+			return err
+		}
+		if r := replicasPerNode(st); r["n4"] < 2 {
+			return fmt.Errorf("replicas per node %v", r)
+		}
+		return nil
+	})
+	held := len(n4.hosted())
+	// n4 crashes and is removed while down.
+	cfg4.RaftAddr, cfg4.GRPCAddr, cfg4.GossipAddr, cfg4.HTTPAddr = n4.Addrs()
+	n4.crash()
+	if err := n1.RemoveNode(ctx, "n4"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "n4's replicas move away", func() error {
+		_, err := formed(ctx, n1, []string{"n1", "n2", "n3"})
+		return err
+	})
+	// n4 restarts on the same directory and addresses with its stale
+	// replicas, and drops every one.
+	n4, err = Start(ctx, cfg4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n4.Close() })
+	if len(n4.hosted()) != held {
+		t.Fatalf("n4 reopened %d replicas, held %d", len(n4.hosted()), held)
+	}
+	waitFor(t, 60*time.Second, "n4 drops its stale replicas", func() error {
+		if h := len(n4.hosted()); h != 0 || n4.dropped.Load() != int64(held) {
+			return fmt.Errorf("n4 hosts %d, dropped %d of %d", h, n4.dropped.Load(), held)
+		}
+		return nil
+	})
+	if _, err := formed(ctx, n1, []string{"n1", "n2", "n3"}); err != nil {
+		t.Fatalf("after n4's return: %v", err)
+	}
+	if _, err := os.Stat(n4.dir.groupPath(0)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("n4's group 0 directory is still there: %v", err)
+	}
+	// Back but removed, it is told to drain: block placement leaves it out.
+	waitFor(t, 30*time.Second, "n4 drains", func() error {
+		if !n4.draining.Load() {
+			return errors.New("n4 not told to drain")
+		}
+		for _, id := range blockIDs(n1) {
+			if id == "n4" {
+				return errors.New("n1 still places blocks on n4")
+			}
+		}
+		return nil
+	})
+}
