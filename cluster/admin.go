@@ -14,6 +14,7 @@ import (
 	"github.com/coffer-dev/coffer/cluster/adminrpc"
 	"github.com/coffer-dev/coffer/cluster/members"
 	"github.com/coffer-dev/coffer/cluster/metarpc"
+	"github.com/coffer-dev/coffer/cluster/route"
 	"github.com/coffer-dev/coffer/cluster/sysgroup"
 	"github.com/coffer-dev/coffer/internal/wire"
 	"github.com/coffer-dev/coffer/raftmeta"
@@ -46,66 +47,30 @@ func (n *Node) GRPCAddr(nodeID string) string {
 	return ""
 }
 
-// metaShard is what the node itself calls on a shard's leader.
-type metaShard interface {
-	CreateUser(ctx context.Context, r raftmeta.CreateUserRequest) (*raftmeta.User, error)
-	Authenticate(ctx context.Context, name, password string) (*raftmeta.User, error)
+// routeLeaders feeds the metadata router from gossip: the leader each
+// node says it has, and every live meta node as a fallback.
+type routeLeaders struct{ n *Node }
+
+func (l routeLeaders) Leader(group uint64) string {
+	if name := l.n.leaderName(group); name != "" {
+		return l.n.GRPCAddr(name)
+	}
+	return ""
 }
 
-type remoteShard struct {
-	c     *metarpc.Client
-	group uint64
-}
-
-func (r remoteShard) CreateUser(ctx context.Context, req raftmeta.CreateUserRequest) (*raftmeta.User, error) {
-	return r.c.CreateUser(ctx, r.group, req)
-}
-
-func (r remoteShard) Authenticate(ctx context.Context, name, password string) (*raftmeta.User, error) {
-	return r.c.Authenticate(ctx, r.group, name, password)
-}
-
-// metaCall runs f against group's leader (this node's replica, or the
-// leader's over gRPC), following not-leader answers for a few tries.
-func (n *Node) metaCall(ctx context.Context, group uint64, f func(context.Context, metaShard) error) (string, error) {
-	var err error
-	for attempt := 0; attempt < 20; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return "", errors.Join(err, ctx.Err())
-			case <-time.After(100 * time.Millisecond * time.Duration(min(attempt, 10))):
-			}
-		}
-		leader := n.leaderName(group)
-		if leader == "" {
-			err = fmt.Errorf("group %d has no known leader", group)
-			continue
-		}
-		var s metaShard
-		if leader == n.cfg.Name {
-			g := n.group(group)
-			if g == nil || g.shard == nil {
-				err = fmt.Errorf("group %d: no local replica", group)
-				continue
-			}
-			s = g.shard
-		} else {
-			addr := n.GRPCAddr(leader)
-			conn, cerr := n.conns.get(addr)
-			if cerr != nil {
-				err = cerr
-				continue
-			}
-			s = remoteShard{metarpc.NewClient(conn, metarpc.ClientConfig{}), group}
-		}
-		err = f(ctx, s)
-		if err == nil || !(errors.Is(err, raftmeta.ErrNotLeader) || errors.Is(err, metarpc.ErrUnavailable) || errors.Is(err, raftmeta.ErrUnknownOutcome)) {
-			return leader, err
+func (l routeLeaders) Addrs() []string {
+	var out []string
+	for _, m := range l.n.members.Nodes() {
+		if m.Meta.HasRole(RoleMeta) && m.Meta.GRPCAddr != "" {
+			out = append(out, m.Meta.GRPCAddr)
 		}
 	}
-	return "", err
+	return out
 }
+
+// Meta returns the node's metadata router: calls to any shard's leader,
+// through failovers (what the gateway uses).
+func (n *Node) Meta() *route.Router { return n.router }
 
 func (n *Node) adminClient(node string) (*adminrpc.Client, error) {
 	addr := n.GRPCAddr(node)

@@ -419,20 +419,13 @@ func (n *Node) createAdmin(ctx context.Context, sys *sysgroup.Group, shards int)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var works bool
-	_, err = n.metaCall(cctx, shard, func(ctx context.Context, s metaShard) error {
-		_, err := s.CreateUser(ctx, raftmeta.CreateUserRequest{RequestID: "create-first-admin", Name: AdminUser, Password: password, Admin: true})
-		if err != nil && !errors.Is(err, raftmeta.ErrExists) {
-			return err
-		}
-		_, err = s.Authenticate(ctx, AdminUser, password)
-		works = err == nil
-		if errors.Is(err, raftmeta.ErrBadCredentials) {
-			return nil
-		}
+	_, err = n.router.CreateUser(cctx, shard, raftmeta.CreateUserRequest{RequestID: "create-first-admin", Name: AdminUser, Password: password, Admin: true})
+	if err != nil && !errors.Is(err, raftmeta.ErrExists) {
 		return err
-	})
-	if err != nil {
+	}
+	_, err = n.router.Authenticate(cctx, shard, AdminUser, password)
+	works := err == nil
+	if err != nil && !errors.Is(err, raftmeta.ErrBadCredentials) {
 		return err
 	}
 	switch {

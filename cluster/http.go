@@ -96,12 +96,7 @@ func (n *Node) requireAdmin(h http.HandlerFunc) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 		defer cancel()
-		var user *raftmeta.User
-		_, err = n.metaCall(ctx, shard, func(ctx context.Context, s metaShard) error {
-			u, err := s.Authenticate(ctx, name, password)
-			user = u
-			return err
-		})
+		user, err := n.router.Authenticate(ctx, shard, name, password)
 		switch {
 		case errors.Is(err, raftmeta.ErrBadCredentials):
 			writeError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")

@@ -23,6 +23,7 @@ import (
 	"github.com/coffer-dev/coffer/cluster/members"
 	"github.com/coffer-dev/coffer/cluster/metarpc"
 	"github.com/coffer-dev/coffer/cluster/raftmux"
+	"github.com/coffer-dev/coffer/cluster/route"
 	"github.com/coffer-dev/coffer/raftmeta"
 )
 
@@ -35,15 +36,17 @@ type Node struct {
 	idMu sync.Mutex
 	id   identity
 
-	db      *pebble.DB
-	mux     *raftmux.Mux
-	members *members.Members
-	grpcLis net.Listener
-	grpc    *grpc.Server
-	httpLis net.Listener
-	http    *http.Server
-	conns   *connPool
-	metrics *metrics
+	db       *pebble.DB
+	mux      *raftmux.Mux
+	members  *members.Members
+	grpcLis  net.Listener
+	grpc     *grpc.Server
+	httpLis  net.Listener
+	http     *http.Server
+	conns    *connPool
+	metrics  *metrics
+	metaPool *metarpc.Pool
+	router   *route.Router
 
 	// Block role.
 	blocks    *localstore.Store
@@ -159,6 +162,12 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("gossip-addr %s: %w", cfg.GossipAddr, err)
 	}
 	n.cfg.GossipAddr = n.members.Addr()
+	if n.metaPool, err = metarpc.NewPool(metarpc.ClientConfig{CallTimeout: 10 * time.Second}, creds.dialOptions()...); err != nil {
+		return nil, err
+	}
+	if n.router, err = route.New(route.Config{Leaders: routeLeaders{n}, Pool: n.metaPool, Logger: n.log.With("component", "route")}); err != nil {
+		return nil, err
+	}
 	// Serve gRPC only now: its handlers use the membership (a not-leader
 	// answer names the leader's gRPC address). Callers that came early
 	// were queued by the listener's backlog or retry.
@@ -419,6 +428,9 @@ func (n *Node) Close() error {
 		}
 		if n.blockPool != nil {
 			errs = append(errs, n.blockPool.Close())
+		}
+		if n.metaPool != nil {
+			errs = append(errs, n.metaPool.Close())
 		}
 		n.groupsMu.Lock()
 		for id, g := range n.groups {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coffer-dev/coffer/blockstore"
+	"github.com/coffer-dev/coffer/cluster/adminrpc"
 	"github.com/coffer-dev/coffer/cluster/sysgroup"
 	"github.com/coffer-dev/coffer/internal/wire"
 	"github.com/coffer-dev/coffer/raftmeta"
@@ -316,7 +317,7 @@ func TestRolesRespected(t *testing.T) {
 	ctx := context.Background()
 	n1 := startTestNode(t, testNodeOpts{name: "n1", expect: 3, shards: 1})
 	_, _, seed, _ := n1.Addrs()
-	startTestNode(t, testNodeOpts{name: "n2", expect: 3, shards: 1, join: []string{seed}})
+	n2 := startTestNode(t, testNodeOpts{name: "n2", expect: 3, shards: 1, join: []string{seed}})
 	cfg := testConfig(t, testNodeOpts{name: "n3", expect: 3, shards: 1, join: []string{seed}})
 	cfg.Roles = []string{RoleMeta, RoleGateway} // no block store
 	n3, err := Start(ctx, cfg)
@@ -356,6 +357,51 @@ func TestRolesRespected(t *testing.T) {
 	got, err := n3.Blocks().Get(ctx, ref)
 	if err != nil || string(got) != string(data) {
 		t.Fatalf("get through n3: %q, %v", got, err)
+	}
+
+	// The node's metadata router reaches shard 1's leader from any node,
+	// also after the leadership moves.
+	meta := b1.Meta() // a node that hosts no replica at all
+	u, err := meta.CreateUser(ctx, 1, raftmeta.CreateUserRequest{RequestID: "mk-alice", Name: "alice", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(path string) error {
+		sum := raftmeta.Sum(sha256.Sum256([]byte(path)))
+		_, err := meta.Commit(ctx, 1, raftmeta.CommitRequest{RequestID: "put-" + path, Namespace: u.Namespace, Ops: []raftmeta.Op{{
+			Kind: raftmeta.OpPut, Path: path, Size: 1, Hash: sum, Blocks: []raftmeta.Block{{Ref: sum, Size: 1}}}}})
+		return err
+	}
+	if err := put("/before"); err != nil {
+		t.Fatal(err)
+	}
+	// Move shard 1's leadership to another voter.
+	all := map[string]*Node{"n1": n1, "n2": n2, "n3": n3}
+	leader := n1.leaderName(1)
+	ln := all[leader]
+	if ln == nil {
+		t.Fatalf("shard 1 leader %q is not a meta node", leader)
+	}
+	info, err := ln.GroupInfo(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := ""
+	for _, r := range info.Config {
+		if r.Node != leader && r.Suffrage == "voter" {
+			to = r.Node
+		}
+	}
+	if err := ln.ChangeGroup(ctx, adminrpc.GroupChange{Group: 1, Kind: adminrpc.Transfer, Node: to}); err != nil {
+		t.Fatalf("transfer to %s: %v", to, err)
+	}
+	if err := put("/after"); err != nil {
+		t.Fatalf("commit after the leadership moved: %v", err)
+	}
+	for _, p := range []string{"/before", "/after"} {
+		if _, err := meta.Stat(ctx, 1, u.Namespace, raftmeta.Target{Path: p}, raftmeta.StatOptions{}); err != nil {
+			t.Errorf("stat %s: %v", p, err)
+		}
 	}
 }
 
