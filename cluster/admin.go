@@ -354,3 +354,39 @@ func (n *Node) groupStatus(ctx context.Context, id uint64) (*wire.GroupStatus, e
 	wg.Wait()
 	return gs, nil
 }
+
+// ClusterKeys implements adminrpc.Service: the system group's identity and
+// signing key, from this node's replica of it, else from its leader.
+func (n *Node) ClusterKeys(ctx context.Context) (*adminrpc.ClusterKeys, error) {
+	if k := n.keys.Load(); k != nil {
+		return k, nil
+	}
+	var k *adminrpc.ClusterKeys
+	if g := n.group(SystemGroup); g != nil {
+		info, err := g.sys.Info()
+		switch {
+		case err == nil:
+			k = &adminrpc.ClusterKeys{ClusterID: info.ClusterID, SigningKey: info.SigningKey}
+		case errors.Is(err, sysgroup.ErrNotInitialised):
+			return nil, fmt.Errorf("%w: the cluster is not formed yet", adminrpc.ErrUnavailable)
+		}
+	}
+	if k == nil {
+		leader := n.leaderName(SystemGroup)
+		if leader == "" || leader == n.cfg.Name {
+			return nil, fmt.Errorf("%w: the system group has no known leader", adminrpc.ErrUnavailable)
+		}
+		c, err := n.adminClient(leader)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", adminrpc.ErrUnavailable, err)
+		}
+		if k, err = c.ClusterKeys(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if len(k.SigningKey) == 0 || (n.clusterID() != "" && k.ClusterID != n.clusterID()) {
+		return nil, fmt.Errorf("%w: keys of cluster %q, this node is in %q", adminrpc.ErrUnavailable, k.ClusterID, n.clusterID())
+	}
+	n.keys.Store(k) // the key never changes once the cluster exists
+	return k, nil
+}

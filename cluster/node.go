@@ -47,6 +47,7 @@ type Node struct {
 	metrics  *metrics
 	metaPool *metarpc.Pool
 	router   *route.Router
+	keys     atomic.Pointer[adminrpc.ClusterKeys]
 
 	// Block role.
 	blocks    *localstore.Store

@@ -359,6 +359,25 @@ func TestRolesRespected(t *testing.T) {
 		t.Fatalf("get through n3: %q, %v", got, err)
 	}
 
+	// Every node, also one without a system group replica, has the
+	// cluster's signing key.
+	var want *adminrpc.ClusterKeys
+	for _, n := range []*Node{n1, n2, n3, b1} {
+		k, err := n.ClusterKeys(ctx)
+		if err != nil {
+			t.Fatalf("%s: ClusterKeys: %v", n.Name(), err)
+		}
+		if want == nil {
+			want = k
+		}
+		if len(k.SigningKey) != 32 || string(k.SigningKey) != string(want.SigningKey) || k.ClusterID != n1.ClusterID() {
+			t.Fatalf("%s: keys of %q (%d bytes) differ from n1's", n.Name(), k.ClusterID, len(k.SigningKey))
+		}
+	}
+	if b1.group(SystemGroup) != nil {
+		t.Fatal("b1 hosts the system group; the test wants a node that does not")
+	}
+
 	// The node's metadata router reaches shard 1's leader from any node,
 	// also after the leadership moves.
 	meta := b1.Meta() // a node that hosts no replica at all

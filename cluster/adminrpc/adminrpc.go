@@ -36,6 +36,7 @@ const (
 	methodRemoveNode  = "RemoveNode"
 	methodGroupInfo   = "GroupInfo"
 	methodChangeGroup = "ChangeGroup"
+	methodClusterKeys = "ClusterKeys"
 )
 
 // LeaderAddrs, if the Service passed to NewServer also implements it,

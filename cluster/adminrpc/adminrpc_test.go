@@ -41,6 +41,7 @@ type fakeService struct {
 	removed []string
 	groups  []uint64
 	changes []GroupChange
+	keys    *ClusterKeys
 }
 
 func (f *fakeService) enter(ctx context.Context, method string) error {
@@ -95,6 +96,13 @@ func (f *fakeService) ChangeGroup(ctx context.Context, c GroupChange) error {
 	f.changes = append(f.changes, c)
 	f.mu.Unlock()
 	return f.enter(ctx, methodChangeGroup)
+}
+
+func (f *fakeService) ClusterKeys(ctx context.Context) (*ClusterKeys, error) {
+	if err := f.enter(ctx, methodClusterKeys); err != nil {
+		return nil, err
+	}
+	return f.keys, nil
 }
 
 // resolvingService is a fakeService that knows the nodes' gRPC addresses.
@@ -170,9 +178,15 @@ func TestMethodsRoundTrip(t *testing.T) {
 		replica: &GroupReplica{Group: 7, Node: "n1", State: "Leader", Leader: "n1", Term: 4, Commit: 20, Applied: 19, LastLog: 21,
 			Config:      []wire.ReplicaStatus{{Node: "n1", Suffrage: "voter", Applied: 19}},
 			ConfigIndex: 15, ConfigCommitted: true, LastContact: 1500 * time.Millisecond},
+		keys: &ClusterKeys{ClusterID: "c-1", SigningKey: []byte("0123456789abcdef0123456789abcdef")},
 	}
 	_, c, _ := start(t, f)
 	ctx := testContext(t)
+
+	k, err := c.ClusterKeys(ctx)
+	if err != nil || !reflect.DeepEqual(k, f.keys) {
+		t.Errorf("ClusterKeys = %+v, %v, want %+v", k, err, f.keys)
+	}
 
 	st, err := c.Status(ctx)
 	if err != nil {

@@ -94,3 +94,12 @@ func (c *Client) ChangeGroup(ctx context.Context, ch GroupChange) error {
 	}
 	return c.call(ctx, methodChangeGroup, ch.Group, ch, nil)
 }
+
+// ClusterKeys implements Service.
+func (c *Client) ClusterKeys(ctx context.Context) (*ClusterKeys, error) {
+	var k *ClusterKeys
+	if err := c.call(ctx, methodClusterKeys, 0, emptyBody{}, &k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}

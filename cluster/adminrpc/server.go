@@ -108,6 +108,11 @@ func (s *Server) dispatch(ctx context.Context, req *clusterpb.CallRequest) (any,
 			return nil, fmt.Errorf("%w: the call is for group %d, the change for group %d", ErrInvalidArgument, req.GetGroup(), c.Group)
 		}
 		return nil, s.svc.ChangeGroup(ctx, c)
+	case methodClusterKeys:
+		if err := decodeBody(req.GetBody(), &emptyBody{}); err != nil {
+			return nil, err
+		}
+		return nilIfErr(s.svc.ClusterKeys(ctx))
 	}
 	return nil, unknownMethodError(req.GetMethod())
 }

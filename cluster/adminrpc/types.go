@@ -25,6 +25,16 @@ type Service interface {
 	// ChangeGroup applies one membership change to a group whose leader is
 	// on this node (a not-leader error otherwise).
 	ChangeGroup(ctx context.Context, c GroupChange) error
+	// ClusterKeys returns the cluster's identity and session-signing key,
+	// from the system group (for gateways on nodes that host none of it).
+	ClusterKeys(ctx context.Context) (*ClusterKeys, error)
+}
+
+// ClusterKeys is the cluster's identity and the key that signs session
+// tokens. It is secret: the internal API must be private (or use mTLS).
+type ClusterKeys struct {
+	ClusterID  string `json:"cluster_id"`
+	SigningKey []byte `json:"signing_key"`
 }
 
 // GroupReplica is one node's replica of a group.
