@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/coffer-dev/coffer/gateway/auth"
 	"github.com/coffer-dev/coffer/raftmeta"
 )
 
@@ -96,6 +97,9 @@ type Config struct {
 	// BlockMinFreeBytes is the block store's free-space reserve (default
 	// the store's; -1 off).
 	BlockMinFreeBytes int64
+
+	// Login limits the gateway's login attempts (defaults: gateway/auth's).
+	Login auth.LimiterConfig
 
 	// Logger receives the node's logs (default: discard).
 	Logger *slog.Logger

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/coffer-dev/coffer/cluster/adminrpc"
+	"github.com/coffer-dev/coffer/gateway"
 	"github.com/coffer-dev/coffer/internal/wire"
 	"github.com/coffer-dev/coffer/raftmeta"
 )
@@ -63,6 +64,14 @@ func (n *Node) httpHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, st)
 	}))
+	if n.cfg.HasRole(RoleGateway) {
+		gw, err := gateway.New(gateway.Config{Meta: n.router, Cluster: gatewayCluster{n}, Logger: n.log, Login: n.cfg.Login})
+		if err != nil { // cannot happen: the config is the package's defaults
+			n.log.Error("gateway disabled", "err", err)
+		} else {
+			gw.Register(mux)
+		}
+	}
 	mux.HandleFunc("POST /v1/admin/nodes/{name}/remove", n.requireAdmin(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if err := n.RemoveNode(r.Context(), name); err != nil {
@@ -72,6 +81,19 @@ func (n *Node) httpHandler() http.Handler {
 		writeJSON(w, http.StatusAccepted, wire.RemoveNodeResult{Node: name, State: "removing"})
 	}))
 	return mux
+}
+
+// gatewayCluster is what the gateway needs of the node.
+type gatewayCluster struct{ n *Node }
+
+func (g gatewayCluster) Shards() int { return g.n.Shards() }
+
+func (g gatewayCluster) SigningKey(ctx context.Context) ([]byte, error) {
+	k, err := g.n.ClusterKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return k.SigningKey, nil
 }
 
 // requireAdmin checks HTTP Basic credentials of an admin user against the

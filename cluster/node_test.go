@@ -225,6 +225,35 @@ func TestClusterFormsGrowsHealsAndDrains(t *testing.T) {
 	if code, _ := adminGet(t, n2, "/readyz", "", ""); code != 200 {
 		t.Errorf("/readyz = %d", code)
 	}
+	// The gateway: log in on n3, use the token on n1 (tokens are verified
+	// locally with the cluster's key, on any node).
+	_, _, _, h3 := n3.Addrs()
+	resp, err := http.Post("http://"+h3+"/v1/login", "application/json", strings.NewReader(`{"name":"admin","password":"`+testAdminPassword+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var login struct{ Token string }
+	json.NewDecoder(resp.Body).Decode(&login)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || login.Token == "" {
+		t.Fatalf("login on n3: HTTP %d", resp.StatusCode)
+	}
+	_, _, _, h1 := n1.Addrs()
+	req, _ := http.NewRequest("GET", "http://"+h1+"/v1/whoami", nil)
+	req.Header.Set("Authorization", "Bearer "+login.Token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var who struct {
+		User  string
+		Admin bool
+	}
+	json.NewDecoder(resp.Body).Decode(&who)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || who.User != "admin" || !who.Admin {
+		t.Fatalf("whoami on n1 with n3's token: HTTP %d %+v", resp.StatusCode, who)
+	}
 	code, metrics := adminGet(t, n1, "/metrics", "", "")
 	for _, series := range []string{
 		`coffer_raft_commit_index{group="0"}`, `coffer_raft_applied_index{group="3"}`, `coffer_raft_apply_lag_entries{group="1"}`,
