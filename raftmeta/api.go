@@ -51,7 +51,8 @@ func checkUserCommand(requestID, name string) error {
 	return err
 }
 
-// SetPassword replaces a user's password.
+// SetPassword replaces a user's password and ends every session of the
+// user: SessionsValidAfter moves to the command's proposal time.
 func (s *Shard) SetPassword(ctx context.Context, requestID, name, password string) error {
 	if err := checkUserCommand(requestID, name); err != nil {
 		return err
@@ -61,6 +62,43 @@ func (s *Shard) SetPassword(ctx context.Context, requestID, name, password strin
 		return err
 	}
 	_, err = s.propose(ctx, &command{Type: cmdSetPassword, RequestID: requestID, SetPassword: &setPasswordCmd{Name: name, PasswordHash: hash}})
+	return err
+}
+
+// RevokeSessions ends every session of a user ("log out everywhere"): each
+// token issued at or before the command's proposal time is revoked. It
+// returns the user with the new SessionsValidAfter. SetPassword does the
+// same as part of a password change.
+func (s *Shard) RevokeSessions(ctx context.Context, requestID, name string) (*User, error) {
+	if err := checkUserCommand(requestID, name); err != nil {
+		return nil, err
+	}
+	res, err := s.propose(ctx, &command{Type: cmdRevokeSessions, RequestID: requestID, RevokeSessions: &userNameCmd{Name: name}})
+	if err != nil {
+		return nil, err
+	}
+	return res.User, nil
+}
+
+// RevokeToken revokes one session token ("log out this session") until
+// expires, the token's own expiry, after which the token is invalid anyway
+// and the record is pruned. The token ID is 1 to 64 lower-case hex digits;
+// expires must lie after the proposal time and at most MaxTokenLifetime
+// ahead of it (ErrInvalidArgument otherwise). Revoking a token again
+// succeeds and changes nothing.
+func (s *Shard) RevokeToken(ctx context.Context, requestID, tokenID string, expires time.Time) error {
+	if err := checkRequestID(requestID); err != nil {
+		return err
+	}
+	if err := checkTokenID(tokenID); err != nil {
+		return err
+	}
+	// The state machine checks the expiry again against the time stamped
+	// on the entry; this only keeps plainly bad input out of the log.
+	if err := checkTokenExpiry(expires.UnixNano(), s.cfg.Now().UnixNano()); err != nil {
+		return err
+	}
+	_, err := s.propose(ctx, &command{Type: cmdRevokeToken, RequestID: requestID, RevokeToken: &revokeTokenCmd{TokenID: tokenID, Expires: expires.UnixNano()}})
 	return err
 }
 
@@ -138,6 +176,33 @@ func (s *Shard) User(ctx context.Context, name string, o ReadOptions) (*User, er
 		return err
 	})
 	return u, err
+}
+
+// SessionsValidAfter returns the instant at or before which every token of
+// a live user is revoked (zero if none was set), or ErrNotFound for an
+// unknown or deleted user (ErrInvalidName for a malformed name, as User).
+func (s *Shard) SessionsValidAfter(ctx context.Context, name string, o ReadOptions) (time.Time, error) {
+	u, err := s.User(ctx, name, o)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return u.SessionsValidAfter, nil
+}
+
+// TokenRevoked reports whether a session token was revoked by RevokeToken.
+// It is false once the revocation's expiry (the token's own) has passed by
+// the shard's clock: the token is invalid then anyway.
+func (s *Shard) TokenRevoked(ctx context.Context, tokenID string, o ReadOptions) (bool, error) {
+	if err := checkTokenID(tokenID); err != nil {
+		return false, err
+	}
+	var revoked bool
+	err := s.read(ctx, o, func(v *view) error {
+		var err error
+		revoked, err = v.tokenRevoked(tokenID, s.cfg.Now().UnixNano())
+		return err
+	})
+	return revoked, err
 }
 
 // Authenticate checks a user's password and returns the user, or

@@ -25,6 +25,7 @@ func (t *tx) apply(c *command) (*result, error) {
 					return opErr(CodeInvalidArgument, "", "empty password hash")
 				}
 				u.PasswordHash = c.SetPassword.PasswordHash
+				endSessions(u, t.now) // a new password ends every session
 				return nil
 			})
 		}
@@ -37,6 +38,17 @@ func (t *tx) apply(c *command) (*result, error) {
 				u.Quota = c.SetQuota.Quota
 				return nil
 			})
+		}
+	case cmdRevokeSessions:
+		if c.RevokeSessions != nil {
+			return t.updateUser(c.RevokeSessions.Name, func(u *User) *OpError {
+				endSessions(u, t.now)
+				return nil
+			})
+		}
+	case cmdRevokeToken:
+		if c.RevokeToken != nil {
+			return t.revokeToken(c.RevokeToken)
 		}
 	case cmdDeleteUser:
 		if c.DeleteUser != nil {

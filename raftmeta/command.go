@@ -12,6 +12,8 @@ const (
 	cmdSetQuota
 	cmdCommit
 	cmdPrune
+	cmdRevokeSessions
+	cmdRevokeToken
 )
 
 // command is the envelope of one Raft entry. Time is the proposer's clock
@@ -28,6 +30,9 @@ type command struct {
 	SetQuota    *setQuotaCmd    `json:"set_quota,omitempty"`
 	Commit      *commitCmd      `json:"commit,omitempty"`
 	Prune       *pruneCmd       `json:"prune,omitempty"`
+
+	RevokeSessions *userNameCmd    `json:"revoke_sessions,omitempty"`
+	RevokeToken    *revokeTokenCmd `json:"revoke_token,omitempty"`
 }
 
 type createUserCmd struct {
@@ -56,8 +61,14 @@ type commitCmd struct {
 	Ops       []Op   `json:"ops"`
 }
 
+// revokeTokenCmd revokes one session token until its expiry.
+type revokeTokenCmd struct {
+	TokenID string `json:"token_id"`
+	Expires int64  `json:"expires"` // Unix nanoseconds
+}
+
 // pruneCmd applies the retention policy to at most Max nodes (then
-// namespaces' journals), starting at Cursor, and reports where to go on.
+// namespaces' journals, then token revocation records), starting at Cursor, and reports where to go on.
 type pruneCmd struct {
 	KeepFor  int64  `json:"keep_for"` // nanoseconds
 	KeepLast int    `json:"keep_last"`
@@ -67,8 +78,9 @@ type pruneCmd struct {
 
 // PruneResult reports one prune step.
 type PruneResult struct {
-	Revisions int    `json:"revisions"` // revisions deleted
-	Records   int    `json:"records"`   // journal records deleted
+	Revisions int    `json:"revisions"`        // revisions deleted
+	Records   int    `json:"records"`          // journal records deleted
+	Tokens    int    `json:"tokens,omitempty"` // expired token revocation records deleted
 	Next      []byte `json:"next,omitempty"`
 	Done      bool   `json:"done"`
 }

@@ -217,6 +217,7 @@ func (h *fxHarness) pruneAll(keepFor time.Duration, keepLast, max int) (PruneRes
 		r := h.prune(pruneCmd{KeepFor: int64(keepFor), KeepLast: keepLast, Cursor: cursor, Max: max})
 		total.Revisions += r.Revisions
 		total.Records += r.Records
+		total.Tokens += r.Tokens
 		if r.Done {
 			if r.Next != nil {
 				h.t.Fatalf("prune step done with Next %q", r.Next)

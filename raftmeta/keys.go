@@ -18,6 +18,7 @@ import "github.com/coffer-dev/coffer/internal/raftgroup"
 //	j  ns seq                      JournalRecord
 //	d  ns requestID                dedup record: first result of a request ID
 //	q  index ns requestID          dedup eviction queue, ordered by Raft index
+//	k  tokenID                     session token revocation (JSON: expiry), kept until the token expires
 //	x                              "restore in progress" marker
 const (
 	tagApplied   = 'a'
@@ -31,6 +32,7 @@ const (
 	tagJournal   = 'j'
 	tagDedup     = 'd'
 	tagDedupQ    = 'q'
+	tagToken     = 'k'
 	tagRestoring = 'x'
 )
 
@@ -63,6 +65,7 @@ func (k keys) child(ns, parent uint64, fold string) []byte {
 	return k.Key(tagTree, u64(ns), u64(parent), []byte(fold))
 }
 func (k keys) dedup(ns uint64, rid string) []byte { return k.Key(tagDedup, u64(ns), []byte(rid)) }
+func (k keys) token(id string) []byte             { return k.Key(tagToken, []byte(id)) }
 func (k keys) dedupQ(index, ns uint64, rid string) []byte {
 	return k.Key(tagDedupQ, u64(index), u64(ns), []byte(rid))
 }

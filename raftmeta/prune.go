@@ -14,9 +14,10 @@ type Retention struct {
 	KeepLast int
 }
 
-// prune applies the retention policy to at most c.Max nodes or namespaces,
-// starting at c.Cursor. The cursor is a phase byte ('n': nodes, 's':
-// namespaces' journals) followed by the key suffix to resume at.
+// prune applies the retention policy to at most c.Max nodes, namespaces or
+// token revocation records, starting at c.Cursor. The cursor is a phase
+// byte ('n': nodes, 's': namespaces' journals, 'k': expired token
+// revocations) followed by the key suffix to resume at.
 func (t *tx) prune(c *pruneCmd) (*result, error) {
 	if c.Max <= 0 || c.KeepLast < 0 || c.KeepFor < 0 {
 		return &result{Err: opErr(CodeInvalidArgument, "", "bad prune parameters")}, nil
@@ -30,7 +31,7 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 	visited := 0
 	type del struct{ lo, hi []byte }
 	var dels []del      // key ranges: trimmed journal records
-	var points [][]byte // single keys: pruned revisions
+	var points [][]byte // single keys: pruned revisions, expired token records
 	var nsUpdates []*Namespace
 
 	if phase == tagNode {
@@ -117,7 +118,22 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 		if err != nil {
 			return nil, err
 		}
-		res.Next = stop
+		if stop != nil {
+			res.Next = stop
+		} else {
+			phase, from = tagToken, nil
+		}
+	}
+	if phase == tagToken && res.Next == nil {
+		// A token record is judged by its own expiry, against the entry's
+		// time, whatever the policy: after it the token is invalid anyway.
+		next, expired, err := t.pruneTokens(from, t.now, c.Max, &visited)
+		if err != nil {
+			return nil, err
+		}
+		points = append(points, expired...)
+		res.Tokens = len(expired)
+		res.Next = next
 	}
 	for _, k := range points {
 		if err := t.del(k); err != nil {

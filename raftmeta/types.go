@@ -62,6 +62,10 @@ type User struct {
 	Namespace    uint64    `json:"namespace"`
 	Created      time.Time `json:"created"`
 	Deleted      bool      `json:"deleted,omitempty"`
+	// SessionsValidAfter ends the user's sessions: every token issued at or
+	// before it is revoked. SetPassword and RevokeSessions set it to their
+	// proposal time; it never moves back. Zero: no such cut-off.
+	SessionsValidAfter time.Time `json:"sessions_valid_after,omitzero"`
 }
 
 // Namespace is a file tree with its journal. Today each user has exactly
