@@ -150,7 +150,7 @@ func pick[T any](fast bool, f, slow T) T {
 }
 
 // HasRole reports whether the node plays role (with defaults applied).
-func (c Config) HasRole(role string) bool {
+func (c *Config) HasRole(role string) bool {
 	if len(c.Roles) == 0 {
 		return true
 	}

@@ -77,7 +77,7 @@ func (g *group) close() error {
 }
 
 // raftTiming returns the Raft timeouts of every group on this node.
-func (c Config) raftTiming() (heartbeat, election, lease, commit time.Duration) {
+func (c *Config) raftTiming() (heartbeat, election, lease, commit time.Duration) {
 	if c.Fast {
 		return 400 * time.Millisecond, 400 * time.Millisecond, 200 * time.Millisecond, 20 * time.Millisecond
 	}
@@ -155,7 +155,7 @@ func (n *Node) openGroupLocked(id uint64) (*group, error) {
 func (n *Node) onUnknownGroup(id uint64) bool {
 	// Refused until Start has opened the stores (the Raft port listens
 	// first, to claim it) and after Close began.
-	if !n.cfg.HasRole(RoleMeta) || !n.started.Load() || n.closing.Load() || n.draining.Load() {
+	if !n.started.Load() || !n.cfg.HasRole(RoleMeta) || n.closing.Load() || n.draining.Load() {
 		return false
 	}
 	// Before the shard count is known (the cluster is forming) any valid

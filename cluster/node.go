@@ -147,7 +147,6 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.started.Store(true)
 
 	meta := members.Meta{
 		Roles: cfg.Roles, GRPCAddr: n.cfg.GRPCAddr, RaftAddr: n.cfg.RaftAddr, HTTPAddr: n.cfg.HTTPAddr,
@@ -163,6 +162,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("gossip-addr %s: %w", cfg.GossipAddr, err)
 	}
 	n.cfg.GossipAddr = n.members.Addr()
+	// n.cfg is final now: replicas may be created (the mux refused them
+	// until here; a leader retries).
+	n.started.Store(true)
 	if n.metaPool, err = metarpc.NewPool(metarpc.ClientConfig{CallTimeout: 10 * time.Second}, creds.dialOptions()...); err != nil {
 		return nil, err
 	}
@@ -172,7 +174,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	// Serve gRPC only now: its handlers use the membership (a not-leader
 	// answer names the leader's gRPC address). Callers that came early
 	// were queued by the listener's backlog or retry.
-	go func() { _ = n.grpc.Serve(n.grpcLis) }()
+	// (The goroutine takes the server and listener as arguments: n is the
+	// named result, which an error return below sets to nil.)
+	go func(s *grpc.Server, l net.Listener) { _ = s.Serve(l) }(n.grpc, n.grpcLis)
 	if len(cfg.Join) > 0 {
 		if err := n.join(ctx); err != nil {
 			return nil, err
@@ -182,7 +186,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 	n.http = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = n.http.Serve(n.httpLis) }()
+	go func(s *http.Server, l net.Listener) { _ = s.Serve(l) }(n.http, n.httpLis)
 
 	n.goLoop(n.identityLoop)
 	n.goLoop(n.leadsLoop)
