@@ -390,3 +390,23 @@ func (n *Node) ClusterKeys(ctx context.Context) (*adminrpc.ClusterKeys, error) {
 	n.keys.Store(k) // the key never changes once the cluster exists
 	return k, nil
 }
+
+// CheckFormed says why a status does not show a formed cluster: every group
+// answered, has a leader and at least minVoters voters (nil when it does).
+func CheckFormed(st *wire.ClusterStatus, minVoters int) error {
+	if st.Shards == 0 || len(st.Groups) != st.Shards+1 {
+		return fmt.Errorf("%d of %d groups answer; problems %v", len(st.Groups), st.Shards+1, st.Problems)
+	}
+	for _, g := range st.Groups {
+		voters := 0
+		for _, r := range g.Replicas {
+			if r.Suffrage == "voter" {
+				voters++
+			}
+		}
+		if g.Leader == "" || voters < minVoters {
+			return fmt.Errorf("group %d: leader %q, %d voters", g.ID, g.Leader, voters)
+		}
+	}
+	return nil
+}

@@ -240,6 +240,9 @@ func (c Config) Validate() error {
 	if c.TLS != nil && (c.TLS.CAFile == "" || c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		bad("tls: the CA, certificate and key files are all required")
 	}
+	if err := c.Login.Validate(); err != nil {
+		bad("login limits: %v", err)
+	}
 	if c.ControlInterval < 0 || c.DeadAfter < 0 {
 		bad("control interval and dead-after must not be negative")
 	}

@@ -310,8 +310,12 @@ func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) (changed bo
 			}
 		}
 	}
+	raftAddrs := map[string]string{} // gossiped Raft addresses, read once per round
+	for _, m := range n.members.Nodes() {
+		raftAddrs[m.Name] = m.Meta.RaftAddr
+	}
 	for id := uint64(0); id <= uint64(info.Shards); id++ {
-		gv, err := n.viewGroup(ctx, id)
+		gv, err := n.viewGroup(ctx, id, raftAddrs)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("group %d: %w", id, err))
 			continue
@@ -322,7 +326,7 @@ func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) (changed bo
 	changed = len(plan) > 0
 	for _, c := range plan {
 		n.log.Info("placement change", "group", c.Group, "kind", c.Kind, "node", c.Node, "why", c.Why)
-		if err := n.applyChange(ctx, c.GroupChange, leaderOf(in.Groups, c.Group)); err != nil {
+		if err := n.applyChange(ctx, c.GroupChange, c.Leader); err != nil {
 			problems = append(problems, fmt.Errorf("group %d %s %s: %w", c.Group, c.Kind, c.Node, err))
 		}
 	}
@@ -358,15 +362,6 @@ func (n *Node) controlOnce(ctx context.Context, sys *sysgroup.Group) (changed bo
 		}
 	}
 	return changed, errors.Join(problems...)
-}
-
-func leaderOf(gs []groupView, id uint64) string {
-	for _, g := range gs {
-		if g.ID == id {
-			return g.Leader
-		}
-	}
-	return ""
 }
 
 // initCluster creates the cluster's identity in the system group.
@@ -444,13 +439,13 @@ func (n *Node) createAdmin(ctx context.Context, sys *sysgroup.Group, shards int)
 
 // viewGroup asks a group's leader for its configuration, and each
 // nonvoter for how far it has applied.
-func (n *Node) viewGroup(ctx context.Context, id uint64) (*groupView, error) {
+func (n *Node) viewGroup(ctx context.Context, id uint64, raftAddrs map[string]string) (*groupView, error) {
 	info, err := n.leaderGroupInfo(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	gv := &groupView{ID: id, Leader: info.Node, ConfigIndex: info.ConfigIndex, Committed: info.ConfigCommitted,
-		Commit: info.Commit, Applied: map[string]uint64{}, Addrs: map[string]string{}, ConfigAddrs: map[string]string{}}
+		Commit: info.Commit, Applied: map[string]uint64{}, Addrs: raftAddrs, ConfigAddrs: map[string]string{}}
 	for _, r := range info.Config {
 		gv.ConfigAddrs[r.Node] = r.Addr
 		if r.Suffrage == "voter" {
@@ -458,9 +453,6 @@ func (n *Node) viewGroup(ctx context.Context, id uint64) (*groupView, error) {
 		} else {
 			gv.Nonvoters = append(gv.Nonvoters, r.Node)
 		}
-	}
-	for _, m := range n.members.Nodes() {
-		gv.Addrs[m.Name] = m.Meta.RaftAddr
 	}
 	for _, nv := range gv.Nonvoters {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -43,14 +43,6 @@ func (g *group) applied() uint64 {
 	return g.shard.FSM().AppliedIndex()
 }
 
-func (g *group) stateHash() ([32]byte, uint64, error) {
-	if g.sys != nil {
-		return g.sys.StateHash()
-	}
-	s, a, err := g.shard.StateHash()
-	return s, a, err
-}
-
 func (g *group) bootstrap(servers []raft.Server) error {
 	if g.sys != nil {
 		return g.sys.Bootstrap(servers)

@@ -2,11 +2,9 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -39,48 +37,49 @@ func (n *Node) Ready() error {
 
 // httpHandler serves the node's HTTP port: health, metrics and the admin
 // API. (The user-facing gateway API joins it with the gateway issue.)
-func (n *Node) httpHandler() http.Handler {
+func (n *Node) httpHandler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if n.closing.Load() {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "shutting down")
+			wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "shutting down")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": n.cfg.Name})
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": n.cfg.Name})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := n.Ready(); err != nil {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "node": n.cfg.Name, "cluster_id": n.clusterID()})
+		wire.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "node": n.cfg.Name, "cluster_id": n.clusterID()})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /v1/admin/cluster", n.requireAdmin(func(w http.ResponseWriter, r *http.Request) {
+	// The gateway's authentication also guards the admin API, so it is
+	// made on every node; its user routes only with the gateway role.
+	gw, err := gateway.New(gateway.Config{Meta: n.router, Cluster: gatewayCluster{n}, Logger: n.log, Login: n.cfg.Login})
+	if err != nil {
+		return nil, err
+	}
+	if n.cfg.HasRole(RoleGateway) {
+		gw.Register(mux)
+	}
+	mux.HandleFunc("GET /v1/admin/cluster", gw.Admin(func(w http.ResponseWriter, r *http.Request) {
 		st, err := n.Status(r.Context())
 		if err != nil {
 			writeErr(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, st)
+		wire.WriteJSON(w, http.StatusOK, st)
 	}))
-	if n.cfg.HasRole(RoleGateway) {
-		gw, err := gateway.New(gateway.Config{Meta: n.router, Cluster: gatewayCluster{n}, Logger: n.log, Login: n.cfg.Login})
-		if err != nil { // cannot happen: the config is the package's defaults
-			n.log.Error("gateway disabled", "err", err)
-		} else {
-			gw.Register(mux)
-		}
-	}
-	mux.HandleFunc("POST /v1/admin/nodes/{name}/remove", n.requireAdmin(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /v1/admin/nodes/{name}/remove", gw.Admin(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if err := n.RemoveNode(r.Context(), name); err != nil {
 			writeErr(w, err)
 			return
 		}
-		writeJSON(w, http.StatusAccepted, wire.RemoveNodeResult{Node: name, State: "removing"})
+		wire.WriteJSON(w, http.StatusAccepted, wire.RemoveNodeResult{Node: name, State: "removing"})
 	}))
-	return mux
+	return mux, nil
 }
 
 // gatewayCluster is what the gateway needs of the node.
@@ -96,64 +95,14 @@ func (g gatewayCluster) SigningKey(ctx context.Context) ([]byte, error) {
 	return k.SigningKey, nil
 }
 
-// requireAdmin checks HTTP Basic credentials of an admin user against the
-// user's shard. (Session tokens come with the gateway.)
-func (n *Node) requireAdmin(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		name, password, ok := r.BasicAuth()
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Basic realm="coffer"`)
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "admin credentials required (HTTP Basic)")
-			return
-		}
-		shards := n.Shards()
-		if shards == 0 {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
-			return
-		}
-		shard, err := raftmeta.ShardOf(name, shards)
-		if err != nil {
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
-		defer cancel()
-		user, err := n.router.Authenticate(ctx, shard, name, password)
-		switch {
-		case errors.Is(err, raftmeta.ErrBadCredentials):
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
-			return
-		case err != nil:
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "cannot check credentials: "+err.Error())
-			return
-		case !user.Admin:
-			writeError(w, http.StatusForbidden, "forbidden", "admin role required")
-			return
-		}
-		h(w, r)
-	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, wire.Error{Code: code, Message: msg})
-}
-
 // writeErr maps an admin error to the HTTP error shape.
 func writeErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, adminrpc.ErrNotFound), errors.Is(err, raftmeta.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		wire.WriteError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, adminrpc.ErrInvalidArgument), errors.Is(err, raftmeta.ErrInvalidArgument):
-		writeError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", err.Error())
 	default:
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	}
 }

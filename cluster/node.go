@@ -185,7 +185,11 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.startReplicator(); err != nil {
 		return nil, err
 	}
-	n.http = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	handler, err := n.httpHandler()
+	if err != nil {
+		return nil, err
+	}
+	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func(s *http.Server, l net.Listener) { _ = s.Serve(l) }(n.http, n.httpLis)
 
 	n.goLoop(n.identityLoop)
@@ -224,12 +228,13 @@ func (n *Node) join(ctx context.Context) error {
 // checkJoinedCluster refuses a node whose join peers all belong to another
 // cluster than the one its data directory names.
 func (n *Node) checkJoinedCluster(ctx context.Context) error {
+	join := joinAddrs(n.cfg.Join) // resolved once, not on every poll
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		ign := n.members.Ignored()
 		others := 0
 		for _, ig := range ign {
-			if slices.Contains(joinAddrs(n.cfg.Join), ig.Addr) && ig.ClusterID != "" {
+			if slices.Contains(join, ig.Addr) && ig.ClusterID != "" {
 				others++
 				if others == len(n.cfg.Join) {
 					return fmt.Errorf("%w: this node's data directory belongs to cluster %s, but %s belongs to cluster %s",

@@ -59,6 +59,8 @@ type placementInput struct {
 type plannedChange struct {
 	adminrpc.GroupChange
 	Why string
+	// Leader is the group's leader, the node that applies the change.
+	Leader string
 }
 
 // planPlacement decides the next membership changes: at most one per
@@ -104,7 +106,7 @@ func planPlacement(in placementInput) []plannedChange {
 	changed := map[uint64]bool{}
 	emit := func(g groupView, kind adminrpc.ChangeKind, node, why string) {
 		addr := g.Addrs[node]
-		out = append(out, plannedChange{adminrpc.GroupChange{Group: g.ID, Kind: kind, Node: node, Addr: addr, PrevIndex: g.ConfigIndex}, why})
+		out = append(out, plannedChange{adminrpc.GroupChange{Group: g.ID, Kind: kind, Node: node, Addr: addr, PrevIndex: g.ConfigIndex}, why, g.Leader})
 		changed[g.ID] = true
 		switch kind {
 		case adminrpc.AddNonvoter:

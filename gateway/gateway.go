@@ -174,7 +174,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxLoginBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || req.Name == "" {
-		writeError(w, http.StatusBadRequest, "invalid_argument", `the body must be {"name": …, "password": …}`)
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", `the body must be {"name": …, "password": …}`)
 		return
 	}
 	u, err := s.checkPassword(r, req.Name, req.Password, w)
@@ -183,18 +183,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	sg, err := s.getSigner(r.Context())
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet: "+err.Error())
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet: "+err.Error())
 		return
 	}
 	shard, _ := raftmeta.ShardOf(u.Name, s.cfg.Cluster.Shards())
 	tok, cl, err := sg.Issue(auth.Claims{User: u.Name, UserID: u.ID, Shard: shard, Namespace: u.Namespace, Admin: u.Admin})
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", "could not issue a token")
+		wire.WriteError(w, http.StatusInternalServerError, "internal", "could not issue a token")
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", Expires: cl.Expires,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
-	writeJSON(w, http.StatusOK, LoginResponse{Token: tok, Expires: cl.Expires, User: u.Name, Admin: u.Admin})
+	wire.WriteJSON(w, http.StatusOK, LoginResponse{Token: tok, Expires: cl.Expires, User: u.Name, Admin: u.Admin})
 }
 
 // checkPassword rate-limits and checks a user's password on their shard;
@@ -202,17 +202,17 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 func (s *Server) checkPassword(r *http.Request, name, password string, w http.ResponseWriter) (*raftmeta.User, error) {
 	if ok, wait := s.limiter.Allow(name, clientAddr(r)); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
-		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many login attempts; retry later")
+		wire.WriteError(w, http.StatusTooManyRequests, "rate_limited", "too many login attempts; retry later")
 		return nil, errors.New("rate limited")
 	}
 	shards := s.cfg.Cluster.Shards()
 	if shards == 0 {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
 		return nil, errors.New("not formed")
 	}
 	shard, err := raftmeta.ShardOf(name, shards)
 	if err != nil {
-		writeError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
+		wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CallTimeout)
@@ -220,10 +220,10 @@ func (s *Server) checkPassword(r *http.Request, name, password string, w http.Re
 	u, err := s.cfg.Meta.Authenticate(ctx, shard, name, password)
 	switch {
 	case errors.Is(err, raftmeta.ErrBadCredentials), errors.Is(err, raftmeta.ErrInvalidName):
-		writeError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
+		wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
 		return nil, err
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "cannot check credentials now")
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "cannot check credentials now")
 		s.log.Warn("credential check failed", "err", err)
 		return nil, err
 	}
@@ -253,29 +253,42 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, auth.C
 		}
 		if tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", Basic realm="coffer"`)
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "a session token (Authorization: Bearer) or Basic credentials are required")
+			wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "a session token (Authorization: Bearer) or Basic credentials are required")
 			return
 		}
 		sg, err := s.getSigner(r.Context())
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet")
+			wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet")
 			return
 		}
 		cl, err := sg.Verify(tok)
 		switch {
 		case errors.Is(err, auth.ErrExpired):
-			writeError(w, http.StatusUnauthorized, "token_expired", "the session has expired: log in again")
+			wire.WriteError(w, http.StatusUnauthorized, "token_expired", "the session has expired: log in again")
 			return
 		case err != nil:
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "invalid session token")
+			wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "invalid session token")
 			return
 		}
 		h(w, r, cl)
 	}
 }
 
+// Admin wraps h, a handler of the admin API: the caller authenticates as
+// for any request (token, cookie or Basic, rate-limited) and must be an
+// admin user.
+func (s *Server) Admin(h http.HandlerFunc) http.HandlerFunc {
+	return s.authenticated(func(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+		if !cl.Admin {
+			wire.WriteError(w, http.StatusForbidden, "forbidden", "admin role required")
+			return
+		}
+		h(w, r)
+	})
+}
+
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
-	writeJSON(w, http.StatusOK, Whoami{User: cl.User, Admin: cl.Admin, Shard: cl.Shard, Namespace: cl.Namespace, Expires: cl.Expires})
+	wire.WriteJSON(w, http.StatusOK, Whoami{User: cl.User, Admin: cl.Admin, Shard: cl.Shard, Namespace: cl.Namespace, Expires: cl.Expires})
 }
 
 func bearer(r *http.Request) string {
@@ -294,14 +307,4 @@ func clientAddr(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, wire.Error{Code: code, Message: msg})
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/coffer-dev/coffer/blockstore"
+	"github.com/coffer-dev/coffer/internal/wirecode"
 )
 
 // grpcCodes maps each blockstore wire code to the gRPC code that fits it.
@@ -48,12 +49,7 @@ func toStatus(err error) error {
 			gc = st.Code()
 		}
 	}
-	st := status.New(gc, err.Error())
-	withInfo, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: string(code), Domain: ErrorDomain})
-	if derr != nil { // cannot happen: ErrorInfo always marshals
-		return st.Err()
-	}
-	return withInfo.Err()
+	return wirecode.StatusError(gc, err.Error(), &errdetails.ErrorInfo{Reason: string(code), Domain: ErrorDomain})
 }
 
 // remoteError is an error from an RPC: the server's own error (its message
@@ -83,7 +79,8 @@ func fromRPC(ctx context.Context, op string, err error) error {
 	if !ok {
 		return fmt.Errorf("blockrpc: %s: %v", op, err)
 	}
-	if reason, ok := errorReason(st); ok {
+	if info := wirecode.ErrorInfo(st, ErrorDomain); info != nil {
+		reason := info.GetReason()
 		if sentinel := blockstore.SentinelOf(blockstore.Code(reason)); sentinel != nil {
 			return &remoteError{op: op, msg: st.Message(), sentinel: sentinel}
 		}
@@ -102,14 +99,4 @@ func fromRPC(ctx context.Context, op string, err error) error {
 		return &remoteError{op: op, msg: msg, sentinel: blockstore.ErrUnavailable}
 	}
 	return &remoteError{op: op, msg: msg}
-}
-
-// errorReason returns the Reason of the block service's ErrorInfo in st.
-func errorReason(st *status.Status) (string, bool) {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
-			return info.GetReason(), true
-		}
-	}
-	return "", false
 }

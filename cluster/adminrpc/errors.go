@@ -148,12 +148,7 @@ func toStatus(err error, gc codes.Code) error {
 	if errors.As(err, &nl) {
 		info.Metadata = map[string]string{mdLeaderID: nl.LeaderID, mdLeader: nl.Leader}
 	}
-	st := status.New(gc, err.Error())
-	withInfo, derr := st.WithDetails(info)
-	if derr != nil { // cannot happen: ErrorInfo always marshals
-		return st.Err()
-	}
-	return withInfo.Err()
+	return wirecode.StatusError(gc, err.Error(), info)
 }
 
 // remoteError is an error from an RPC: the server's own error (its message
@@ -198,12 +193,5 @@ func fromRPC(ctx context.Context, op string, err error) error {
 	return re
 }
 
-// errorInfo returns the admin service's ErrorInfo in st, or nil.
-func errorInfo(st *status.Status) *errdetails.ErrorInfo {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
-			return info
-		}
-	}
-	return nil
-}
+// errorInfo returns the service's ErrorInfo in st, or nil.
+func errorInfo(st *status.Status) *errdetails.ErrorInfo { return wirecode.ErrorInfo(st, ErrorDomain) }

@@ -245,7 +245,7 @@ func TestStartErrors(t *testing.T) {
 func TestSetMetaAndAll(t *testing.T) {
 	n1 := start(t, "n1", Meta{Roles: []string{"meta"}}, nil)
 	n2 := start(t, "n2", Meta{Roles: []string{"meta"}}, nil, n1.Addr())
-	n3 := start(t, "n3", Meta{ClusterID: "other"}, nil, n1.Addr())
+	start(t, "n3", Meta{ClusterID: "other"}, nil, n1.Addr())
 	waitNames(t, []string{"n1", "n2", "n3"}, n1, n2) // nobody has an ID yet on n1/n2
 
 	// n1 takes cluster "c1" and leads groups 0 and 3: n2 sees it, and n1
@@ -305,7 +305,6 @@ func TestSetMetaAndAll(t *testing.T) {
 			t.Fatalf("Forget left n2 in All")
 		}
 	}
-	_ = n3
 }
 
 // SetMeta may be called from several goroutines at once.

@@ -186,35 +186,19 @@ func waitFormed(ctx context.Context, n *cluster.Node, nodes int) (*wire.ClusterS
 	var last string
 	for {
 		st, err := n.Status(ctx)
-		why := ""
-		switch {
-		case err != nil:
-			why = err.Error()
-		case n.Ready() != nil:
-			why = n.Ready().Error()
-		case len(st.Groups) != st.Shards+1:
-			why = fmt.Sprintf("%d of %d groups answer", len(st.Groups), st.Shards+1)
-		default:
-			for _, g := range st.Groups {
-				voters := 0
-				for _, r := range g.Replicas {
-					if r.Suffrage == "voter" {
-						voters++
-					}
-				}
-				if g.Leader == "" || voters < min(3, nodes) {
-					why = fmt.Sprintf("group %d: leader %q, %d voters", g.ID, g.Leader, voters)
-					break
-				}
-			}
-			if why == "" && !leadersSpread(st) {
-				why = "leaders not spread yet"
-			}
+		if err == nil {
+			err = n.Ready()
 		}
-		if why == "" {
+		if err == nil {
+			err = cluster.CheckFormed(st, min(3, nodes))
+		}
+		if err == nil && !leadersSpread(st) {
+			err = errors.New("leaders not spread yet")
+		}
+		if err == nil {
 			return st, nil
 		}
-		last = why
+		last = err.Error()
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("cluster not formed (%s): %w", last, ctx.Err())

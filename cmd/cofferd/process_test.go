@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/coffer-dev/coffer/cluster"
 	"github.com/coffer-dev/coffer/cluster/metarpc"
 	"github.com/coffer-dev/coffer/internal/wire"
 	"github.com/coffer-dev/coffer/raftmeta"
@@ -296,7 +297,7 @@ func waitProcFormed(t *testing.T, nodes []*procNode, password string, timeout ti
 		var st wire.ClusterStatus
 		err := getJSON("http://"+nodes[0].http+"/v1/admin/cluster", "admin", password, &st)
 		if err == nil {
-			err = checkFormed(&st)
+			err = cluster.CheckFormed(&st, 3)
 		}
 		if err == nil {
 			return &st
@@ -305,24 +306,6 @@ func waitProcFormed(t *testing.T, nodes []*procNode, password string, timeout ti
 		time.Sleep(200 * time.Millisecond) // poll interval
 	}
 	t.Fatalf("cluster not formed in %v: %v", timeout, last)
-	return nil
-}
-
-func checkFormed(st *wire.ClusterStatus) error {
-	if st.Shards == 0 || len(st.Groups) != st.Shards+1 {
-		return fmt.Errorf("%d groups of %d+1; problems %v", len(st.Groups), st.Shards, st.Problems)
-	}
-	for _, g := range st.Groups {
-		voters := 0
-		for _, r := range g.Replicas {
-			if r.Suffrage == "voter" {
-				voters++
-			}
-		}
-		if g.Leader == "" || voters != 3 {
-			return fmt.Errorf("group %d: leader %q, %d voters", g.ID, g.Leader, voters)
-		}
-	}
 	return nil
 }
 
