@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/coffer-dev/coffer/gateway/auth"
+	"github.com/coffer-dev/coffer/gateway"
 	"github.com/coffer-dev/coffer/raftmeta"
 )
 
@@ -98,8 +98,11 @@ type Config struct {
 	// the store's; -1 off).
 	BlockMinFreeBytes int64
 
-	// Login limits the gateway's login attempts (defaults: gateway/auth's).
-	Login auth.LimiterConfig
+	// Gateway tunes the gateway (login limits, overload limits, block
+	// cache, file size limit, ...; zero fields take gateway's defaults).
+	// Its Meta, Blocks, Cluster and Logger are the node's own and must be
+	// left nil.
+	Gateway gateway.Config
 
 	// Logger receives the node's logs (default: discard).
 	Logger *slog.Logger
@@ -240,8 +243,11 @@ func (c Config) Validate() error {
 	if c.TLS != nil && (c.TLS.CAFile == "" || c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		bad("tls: the CA, certificate and key files are all required")
 	}
-	if err := c.Login.Validate(); err != nil {
-		bad("login limits: %v", err)
+	if c.Gateway.Meta != nil || c.Gateway.Blocks != nil || c.Gateway.Cluster != nil {
+		bad("gateway: Meta, Blocks and Cluster are the node's own; leave them nil")
+	}
+	if err := c.Gateway.ValidateTunables(); err != nil {
+		bad("%v", err)
 	}
 	if c.ControlInterval < 0 || c.DeadAfter < 0 {
 		bad("control interval and dead-after must not be negative")

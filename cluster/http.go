@@ -56,7 +56,9 @@ func (n *Node) httpHandler() (http.Handler, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	// The gateway's authentication also guards the admin API, so it is
 	// made on every node; its user routes only with the gateway role.
-	gw, err := gateway.New(gateway.Config{Meta: n.router, Cluster: gatewayCluster{n}, Logger: n.log, Login: n.cfg.Login})
+	gcfg := n.cfg.Gateway
+	gcfg.Meta, gcfg.Blocks, gcfg.Cluster, gcfg.Logger = n.router, n.repl, gatewayCluster{n}, n.log
+	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return nil, err
 	}

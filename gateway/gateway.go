@@ -5,26 +5,58 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/coffer-dev/coffer/blockstore"
 	"github.com/coffer-dev/coffer/gateway/auth"
-	"github.com/coffer-dev/coffer/internal/wire"
+	"github.com/coffer-dev/coffer/gateway/blockcache"
+	"github.com/coffer-dev/coffer/internal/cdc"
 	"github.com/coffer-dev/coffer/raftmeta"
 )
 
 // Meta is what the gateway needs of the metadata layer: calls to a shard's
-// leader (cluster/route implements it).
+// leader, group first (cluster/route implements it). Every mutating call
+// carries a request ID: a retry with the same ID is applied at most once.
 type Meta interface {
 	Authenticate(ctx context.Context, group uint64, name, password string) (*raftmeta.User, error)
+	User(ctx context.Context, group uint64, name string, o raftmeta.ReadOptions) (*raftmeta.User, error)
+	Users(ctx context.Context, group uint64, o raftmeta.UsersOptions) (*raftmeta.UserPage, error)
+	CreateUser(ctx context.Context, group uint64, req raftmeta.CreateUserRequest) (*raftmeta.User, error)
+	DeleteUser(ctx context.Context, group uint64, requestID, name string) error
+	SetPassword(ctx context.Context, group uint64, requestID, name, password string) error
+	SetQuota(ctx context.Context, group uint64, requestID, name string, quota int64) error
+	RevokeToken(ctx context.Context, group uint64, requestID, tokenID string, expires time.Time) error
+	RevokeSessions(ctx context.Context, group uint64, requestID, name string) (*raftmeta.User, error)
+	TokenRevoked(ctx context.Context, group uint64, tokenID string, o raftmeta.ReadOptions) (bool, error)
+
+	Commit(ctx context.Context, group uint64, req raftmeta.CommitRequest) (*raftmeta.CommitResult, error)
+	Stat(ctx context.Context, group, ns uint64, t raftmeta.Target, o raftmeta.StatOptions) (*raftmeta.Entry, error)
+	List(ctx context.Context, group, ns uint64, t raftmeta.Target, o raftmeta.ListOptions) (*raftmeta.ListPage, error)
+	History(ctx context.Context, group, ns uint64, t raftmeta.Target, o raftmeta.HistoryOptions) ([]raftmeta.Revision, error)
+	Namespace(ctx context.Context, group, ns uint64, o raftmeta.ReadOptions) (*raftmeta.Namespace, error)
+	Referenced(ctx context.Context, group, ns uint64, refs []raftmeta.Sum, o raftmeta.ReadOptions) ([]bool, error)
+	Changes(ctx context.Context, group, ns, cursor uint64, limit int, o raftmeta.ReadOptions) (*raftmeta.ChangesPage, error)
+	WaitChanges(ctx context.Context, group, ns, cursor uint64, limit int, timeout time.Duration, o raftmeta.ReadOptions) (*raftmeta.ChangesPage, error)
+
+	CreateUpload(ctx context.Context, group uint64, requestID string, ns uint64, id, path string, state, meta []byte) (*raftmeta.Upload, error)
+	AppendUpload(ctx context.Context, group uint64, requestID string, ns uint64, id string, offset int64, blocks []raftmeta.Block, state []byte) (*raftmeta.Upload, error)
+	GetUpload(ctx context.Context, group, ns uint64, id string, o raftmeta.ReadOptions) (*raftmeta.Upload, error)
+	DeleteUpload(ctx context.Context, group uint64, requestID string, ns uint64, id string) error
+}
+
+// Blocks is what the gateway needs of the block store
+// (blockstore/replica.Replicator implements it).
+type Blocks interface {
+	// Put stores a block durably on W of R nodes (ErrHashMismatch if data
+	// does not hash to ref).
+	Put(ctx context.Context, ref blockstore.Ref, data []byte) error
+	// Get returns a block's bytes, verified against ref.
+	Get(ctx context.Context, ref blockstore.Ref) ([]byte, error)
 }
 
 // Cluster tells the gateway what it needs to know of the cluster.
@@ -35,19 +67,67 @@ type Cluster interface {
 	SigningKey(ctx context.Context) ([]byte, error)
 }
 
+// Defaults of Config.
+const (
+	DefaultCallTimeout    = 15 * time.Second
+	DefaultMaxFileSize    = 1 << 40 // 1 TiB
+	DefaultMaxJSONBody    = 16 << 20
+	DefaultMaxInFlight    = 512
+	DefaultUserRate       = 200 // requests per second per user
+	DefaultUserBurst      = 400
+	DefaultMaxLongPolls   = 10000
+	DefaultLongPoll       = 30 * time.Second
+	DefaultBlockCache     = 256 << 20
+	DefaultPutParallelism = 4
+	// ReceiptTTL is how long a block receipt is accepted by a commit. It is
+	// well inside the block garbage collector's grace period (24 h), so a
+	// block a receipt vouches for is never swept before its commit.
+	ReceiptTTL = 6 * time.Hour
+)
+
 // Config configures a Server.
 type Config struct {
 	Meta    Meta    // required
+	Blocks  Blocks  // required
 	Cluster Cluster // required
 	// TokenTTL is how long a session token lives (default 24h).
 	TokenTTL time.Duration
 	// Login limits login attempts (and Basic-auth checks) per user name and
 	// per client address (defaults: auth.LimiterConfig's).
 	Login auth.LimiterConfig
+	// Revocation configures the cache of revocation answers (defaults:
+	// auth.CheckerConfig's; its TTL bounds how long a logout made through
+	// another gateway takes to be seen here).
+	Revocation auth.CheckerConfig
 	// CallTimeout bounds a metadata call made for a request (default 15s).
 	CallTimeout time.Duration
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// MaxFileSize bounds one file (default 1 TiB); MaxJSONBody a JSON
+	// request body (default 16 MiB).
+	MaxFileSize int64
+	MaxJSONBody int64
+	// MaxInFlight bounds the requests served at once, long-polls aside
+	// (default 512); MaxLongPolls the long-polls waiting at once (default
+	// 10000). Beyond either, requests get 429 with Retry-After.
+	MaxInFlight  int
+	MaxLongPolls int
+	// UserRate and UserBurst limit each user's requests per second on this
+	// gateway (defaults 200 and 400; a negative UserRate turns it off).
+	UserRate  float64
+	UserBurst int
+	// LongPoll is the longest a change-feed long-poll waits (default 30s,
+	// at most 60s).
+	LongPoll time.Duration
+	// BlockCache bounds the in-memory cache of blocks in bytes (default
+	// 256 MiB; negative: no cache).
+	BlockCache int64
+	// Chunking configures how PUT bodies are cut into blocks (defaults:
+	// cdc.Config's: 256 KiB min, 1 MiB average, 4 MiB max).
+	Chunking cdc.Config
+	// PutParallelism is how many blocks of one upload are stored at once
+	// (default 4).
+	PutParallelism int
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Sentinel errors.
@@ -62,13 +142,13 @@ func (c Config) Validate() error {
 	if c.Meta == nil {
 		errs = append(errs, errors.New("Meta is required"))
 	}
+	if c.Blocks == nil {
+		errs = append(errs, errors.New("Blocks is required"))
+	}
 	if c.Cluster == nil {
 		errs = append(errs, errors.New("Cluster is required"))
 	}
-	if c.TokenTTL < 0 || c.CallTimeout < 0 {
-		errs = append(errs, errors.New("TokenTTL and CallTimeout must not be negative"))
-	}
-	if err := c.Login.Validate(); err != nil {
+	if err := c.ValidateTunables(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -77,14 +157,53 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// ValidateTunables checks every field but Meta, Blocks and Cluster (which
+// the node supplies), reporting every problem at once.
+func (c Config) ValidateTunables() error {
+	var errs []error
+	if c.TokenTTL < 0 || c.CallTimeout < 0 || c.LongPoll < 0 {
+		errs = append(errs, errors.New("TokenTTL, CallTimeout and LongPoll must not be negative"))
+	}
+	if c.LongPoll > metaMaxWait {
+		errs = append(errs, fmt.Errorf("LongPoll %v is above %v", c.LongPoll, metaMaxWait))
+	}
+	if c.MaxFileSize < 0 || c.MaxJSONBody < 0 || c.MaxInFlight < 0 || c.MaxLongPolls < 0 || c.UserBurst < 0 || c.PutParallelism < 0 {
+		errs = append(errs, errors.New("MaxFileSize, MaxJSONBody, MaxInFlight, MaxLongPolls, UserBurst and PutParallelism must not be negative"))
+	}
+	if c.Chunking != (cdc.Config{}) {
+		if err := c.Chunking.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.Login.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Revocation.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: gateway: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	return nil
+}
+
+// metaMaxWait is the longest wait a change-feed call may ask of a shard.
+const metaMaxWait = 60 * time.Second
+
 // Server serves the API. Use New, then Register on the node's HTTP mux.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	limiter *auth.Limiter
+	cfg      Config
+	log      *slog.Logger
+	limiter  *auth.Limiter
+	checker  *auth.Checker
+	cache    *blockcache.Cache // nil: no cache
+	inflight chan struct{}
+	polls    chan struct{}
+	users    *userLimits
 
 	mu     sync.Mutex
 	signer *auth.Signer // made once the cluster's key is known
+	rcpt   []byte       // the block receipt key, derived from the signing key
 }
 
 // New returns a Server.
@@ -92,11 +211,36 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = auth.DefaultTTL
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
 	}
-	if cfg.CallTimeout == 0 {
-		cfg.CallTimeout = 15 * time.Second
+	def(&cfg.TokenTTL, auth.DefaultTTL)
+	def(&cfg.CallTimeout, DefaultCallTimeout)
+	def(&cfg.LongPoll, DefaultLongPoll)
+	defInt := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt(&cfg.MaxFileSize, DefaultMaxFileSize)
+	defInt(&cfg.MaxJSONBody, DefaultMaxJSONBody)
+	defInt(&cfg.BlockCache, DefaultBlockCache)
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.MaxLongPolls == 0 {
+		cfg.MaxLongPolls = DefaultMaxLongPolls
+	}
+	if cfg.UserRate == 0 {
+		cfg.UserRate = DefaultUserRate
+	}
+	if cfg.UserBurst == 0 {
+		cfg.UserBurst = DefaultUserBurst
+	}
+	if cfg.PutParallelism == 0 {
+		cfg.PutParallelism = DefaultPutParallelism
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -107,24 +251,98 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Login.Now == nil {
 		cfg.Login.Now = cfg.Now
 	}
+	if cfg.Revocation.Now == nil {
+		cfg.Revocation.Now = cfg.Now
+	}
 	lim, err := auth.NewLimiter(cfg.Login)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger.With("component", "gateway"), limiter: lim}, nil
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "gateway"), limiter: lim,
+		inflight: make(chan struct{}, cfg.MaxInFlight), polls: make(chan struct{}, cfg.MaxLongPolls),
+		users: newUserLimits(cfg.UserRate, cfg.UserBurst, cfg.Now)}
+	s.checker, err = auth.NewChecker(revocations{s}, cfg.Revocation)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if cfg.BlockCache > 0 {
+		if s.cache, err = blockcache.New(blockcache.Config{MaxBytes: cfg.BlockCache}); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	}
+	return s, nil
 }
 
 // Register adds the API's routes to mux.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/login", s.login)
-	mux.HandleFunc("GET /v1/whoami", s.authenticated(s.whoami))
+	s.handle(mux, "POST /v1/logout", s.logout)
+	s.handle(mux, "GET /v1/whoami", s.whoami)
+	s.handle(mux, "POST /v1/password", s.changePassword)
+
+	s.handle(mux, "PUT /v1/files/{path...}", s.putFile)
+	s.handle(mux, "GET /v1/files/{path...}", s.getFile)
+	s.handle(mux, "HEAD /v1/files/{path...}", s.getFile)
+	s.handle(mux, "DELETE /v1/files/{path...}", s.deleteFile)
+
+	s.handle(mux, "POST /v1/blocks/missing", s.missingBlocks)
+	s.handle(mux, "PUT /v1/blocks/{ref}", s.putBlock)
+	s.handle(mux, "POST /v1/commit", s.commit)
+
+	s.handle(mux, "GET /v1/stat/{path...}", s.stat)
+	s.handle(mux, "GET /v1/list/{path...}", s.list)
+	s.handle(mux, "POST /v1/mkdir/{path...}", s.mkdir)
+	s.handle(mux, "POST /v1/move", s.move)
+	s.handle(mux, "GET /v1/history/{path...}", s.history)
+	s.handle(mux, "POST /v1/restore", s.restore)
+	mux.HandleFunc("GET /v1/changes", s.authenticated(s.perUser(s.changes))) // bounds its own concurrency
+
+	s.handle(mux, "POST /v1/uploads", s.createUpload)
+	s.handle(mux, "GET /v1/uploads/{id}", s.getUpload)
+	s.handle(mux, "PATCH /v1/uploads/{id}", s.appendUpload)
+	s.handle(mux, "POST /v1/uploads/{id}/finish", s.finishUpload)
+	s.handle(mux, "DELETE /v1/uploads/{id}", s.deleteUpload)
+
+	s.handleAdmin(mux, "GET /v1/admin/users", s.listUsers)
+	s.handleAdmin(mux, "POST /v1/admin/users", s.createUser)
+	s.handleAdmin(mux, "GET /v1/admin/users/{name}", s.getUser)
+	s.handleAdmin(mux, "PUT /v1/admin/users/{name}/password", s.resetPassword)
+	s.handleAdmin(mux, "PUT /v1/admin/users/{name}/quota", s.setQuota)
+	s.handleAdmin(mux, "POST /v1/admin/users/{name}/logout", s.logoutUser)
+	s.handleAdmin(mux, "DELETE /v1/admin/users/{name}", s.deleteUser)
+}
+
+// handle registers an authenticated user route, under the overload limits.
+func (s *Server) handle(mux *http.ServeMux, pattern string, h func(http.ResponseWriter, *http.Request, auth.Claims)) {
+	mux.HandleFunc(pattern, s.limited(s.authenticated(s.perUser(h))))
+}
+
+// handleAdmin registers an admin route.
+func (s *Server) handleAdmin(mux *http.ServeMux, pattern string, h func(http.ResponseWriter, *http.Request, auth.Claims)) {
+	s.handle(mux, pattern, func(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+		if !cl.Admin {
+			writeError(w, http.StatusForbidden, "forbidden", "admin role required")
+			return
+		}
+		h(w, r, cl)
+	})
+}
+
+// Admin wraps h, a handler of the node's admin API: the caller
+// authenticates as for any request (token, cookie or Basic, rate-limited)
+// and must be an admin user.
+func (s *Server) Admin(h http.HandlerFunc) http.HandlerFunc {
+	return s.authenticated(func(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+		if !cl.Admin {
+			writeError(w, http.StatusForbidden, "forbidden", "admin role required")
+			return
+		}
+		h(w, r)
+	})
 }
 
 // CookieName is the session cookie's name.
 const CookieName = "coffer_session"
-
-// maxLoginBody bounds a login request body.
-const maxLoginBody = 4 << 10
 
 // getSigner returns the token signer, made on first use from the cluster's
 // key (the cluster may still be forming when the node starts).
@@ -143,168 +361,27 @@ func (s *Server) getSigner(ctx context.Context) (*auth.Signer, error) {
 		return nil, err
 	}
 	s.signer = sg
+	s.rcpt = receiptKey(key)
 	return sg, nil
 }
 
-// LoginRequest is the body of POST /v1/login.
-type LoginRequest struct {
-	Name     string `json:"name"`
-	Password string `json:"password"`
-}
-
-// LoginResponse answers POST /v1/login.
-type LoginResponse struct {
-	Token   string    `json:"token"`
-	Expires time.Time `json:"expires"`
-	User    string    `json:"user"`
-	Admin   bool      `json:"admin"`
-}
-
-// Whoami answers GET /v1/whoami.
-type Whoami struct {
-	User      string    `json:"user"`
-	Admin     bool      `json:"admin"`
-	Shard     uint64    `json:"shard"`
-	Namespace uint64    `json:"namespace"`
-	Expires   time.Time `json:"expires,omitzero"`
-}
-
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	var req LoginRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxLoginBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Name == "" {
-		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", `the body must be {"name": …, "password": …}`)
-		return
-	}
-	u, err := s.checkPassword(r, req.Name, req.Password, w)
-	if err != nil {
-		return // answered
-	}
-	sg, err := s.getSigner(r.Context())
-	if err != nil {
-		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet: "+err.Error())
-		return
-	}
-	shard, _ := raftmeta.ShardOf(u.Name, s.cfg.Cluster.Shards())
-	tok, cl, err := sg.Issue(auth.Claims{User: u.Name, UserID: u.ID, Shard: shard, Namespace: u.Namespace, Admin: u.Admin})
-	if err != nil {
-		wire.WriteError(w, http.StatusInternalServerError, "internal", "could not issue a token")
-		return
-	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", Expires: cl.Expires,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
-	wire.WriteJSON(w, http.StatusOK, LoginResponse{Token: tok, Expires: cl.Expires, User: u.Name, Admin: u.Admin})
-}
-
-// checkPassword rate-limits and checks a user's password on their shard;
-// on failure it has answered the request.
-func (s *Server) checkPassword(r *http.Request, name, password string, w http.ResponseWriter) (*raftmeta.User, error) {
-	if ok, wait := s.limiter.Allow(name, clientAddr(r)); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
-		wire.WriteError(w, http.StatusTooManyRequests, "rate_limited", "too many login attempts; retry later")
-		return nil, errors.New("rate limited")
-	}
+// shardOf maps a user name to its shard, or answers 503 while the
+// cluster forms.
+func (s *Server) shardOf(w http.ResponseWriter, name string) (uint64, bool) {
 	shards := s.cfg.Cluster.Shards()
 	if shards == 0 {
-		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
-		return nil, errors.New("not formed")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
+		return 0, false
 	}
 	shard, err := raftmeta.ShardOf(name, shards)
 	if err != nil {
-		wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
-		return nil, err
+		writeError(w, http.StatusBadRequest, "invalid_name", err.Error())
+		return 0, false
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CallTimeout)
-	defer cancel()
-	u, err := s.cfg.Meta.Authenticate(ctx, shard, name, password)
-	switch {
-	case errors.Is(err, raftmeta.ErrBadCredentials), errors.Is(err, raftmeta.ErrInvalidName):
-		wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
-		return nil, err
-	case err != nil:
-		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "cannot check credentials now")
-		s.log.Warn("credential check failed", "err", err)
-		return nil, err
-	}
-	return u, nil
+	return shard, true
 }
 
-type claimsKey struct{}
-
-// authenticated runs h for a request with a valid session token (Bearer
-// or the session cookie) or valid HTTP Basic credentials.
-func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, auth.Claims)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if name, password, ok := r.BasicAuth(); ok {
-			u, err := s.checkPassword(r, name, password, w)
-			if err != nil {
-				return
-			}
-			shard, _ := raftmeta.ShardOf(u.Name, s.cfg.Cluster.Shards())
-			h(w, r, auth.Claims{User: u.Name, UserID: u.ID, Shard: shard, Namespace: u.Namespace, Admin: u.Admin})
-			return
-		}
-		tok := bearer(r)
-		if tok == "" {
-			if c, err := r.Cookie(CookieName); err == nil {
-				tok = c.Value
-			}
-		}
-		if tok == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", Basic realm="coffer"`)
-			wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "a session token (Authorization: Bearer) or Basic credentials are required")
-			return
-		}
-		sg, err := s.getSigner(r.Context())
-		if err != nil {
-			wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet")
-			return
-		}
-		cl, err := sg.Verify(tok)
-		switch {
-		case errors.Is(err, auth.ErrExpired):
-			wire.WriteError(w, http.StatusUnauthorized, "token_expired", "the session has expired: log in again")
-			return
-		case err != nil:
-			wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "invalid session token")
-			return
-		}
-		h(w, r, cl)
-	}
-}
-
-// Admin wraps h, a handler of the admin API: the caller authenticates as
-// for any request (token, cookie or Basic, rate-limited) and must be an
-// admin user.
-func (s *Server) Admin(h http.HandlerFunc) http.HandlerFunc {
-	return s.authenticated(func(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
-		if !cl.Admin {
-			wire.WriteError(w, http.StatusForbidden, "forbidden", "admin role required")
-			return
-		}
-		h(w, r)
-	})
-}
-
-func (s *Server) whoami(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
-	wire.WriteJSON(w, http.StatusOK, Whoami{User: cl.User, Admin: cl.Admin, Shard: cl.Shard, Namespace: cl.Namespace, Expires: cl.Expires})
-}
-
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	const p = "Bearer "
-	if len(h) > len(p) && (h[:len(p)] == p || h[:len(p)] == "bearer ") {
-		return h[len(p):]
-	}
-	return ""
-}
-
-// clientAddr is the request's peer IP (proxies' headers are not trusted).
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// callCtx bounds one metadata call made for r.
+func (s *Server) callCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.cfg.CallTimeout)
 }

@@ -19,7 +19,11 @@ import (
 	"github.com/coffer-dev/coffer/raftmeta"
 )
 
+// fakeMeta scripts the few metadata calls authentication makes; the rest
+// of Meta is left nil (a call would panic). The file API is tested over a
+// real shard (harness_test.go).
 type fakeMeta struct {
+	Meta
 	mu    sync.Mutex
 	calls []uint64 // shard of each Authenticate
 	users map[string]string
@@ -37,6 +41,23 @@ func (f *fakeMeta) Authenticate(ctx context.Context, group uint64, name, passwor
 		return &raftmeta.User{ID: 7, Name: name, Namespace: 70, Admin: name == "admin"}, nil
 	}
 	return nil, raftmeta.ErrBadCredentials
+}
+
+func (f *fakeMeta) User(ctx context.Context, group uint64, name string, o raftmeta.ReadOptions) (*raftmeta.User, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.users[name]; !ok {
+		return nil, raftmeta.ErrNotFound
+	}
+	return &raftmeta.User{ID: 7, Name: name, Namespace: 70, Admin: name == "admin"}, nil
+}
+
+func (f *fakeMeta) TokenRevoked(context.Context, uint64, string, raftmeta.ReadOptions) (bool, error) {
+	return false, nil
+}
+
+func (f *fakeMeta) Namespace(_ context.Context, _, ns uint64, _ raftmeta.ReadOptions) (*raftmeta.Namespace, error) {
+	return &raftmeta.Namespace{ID: ns}, nil
 }
 
 type fakeCluster struct{ key []byte }
@@ -64,7 +85,7 @@ func (c *clock) add(d time.Duration) {
 func newTestServer(t *testing.T, meta *fakeMeta) (*httptest.Server, *clock) {
 	t.Helper()
 	clk := &clock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
-	gw, err := New(Config{Meta: meta, Cluster: fakeCluster{key: bytes.Repeat([]byte{1}, 32)}, Now: clk.now,
+	gw, err := New(Config{Meta: meta, Blocks: &memBlocks{}, Cluster: fakeCluster{key: bytes.Repeat([]byte{1}, 32)}, Now: clk.now,
 		TokenTTL: time.Hour, Login: auth.LimiterConfig{PerName: rate.Every(time.Minute), NameBurst: 3}})
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +218,7 @@ func TestConfigValidate(t *testing.T) {
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("Validate = %v", err)
 	}
-	for _, w := range []string{"Meta is required", "Cluster is required", "must not be negative"} {
+	for _, w := range []string{"Meta is required", "Blocks is required", "Cluster is required", "must not be negative"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("%q does not mention %q", err, w)
 		}

@@ -41,6 +41,13 @@ func (s *Shard) CreateUser(ctx context.Context, r CreateUserRequest) (*User, err
 	return res.User, nil
 }
 
+// reusedRequestID is the error of a command whose request ID found the
+// stored result of another kind of command in the dedup window: request
+// IDs must not be reused (nothing was applied).
+func reusedRequestID(rid string) error {
+	return fmt.Errorf("%w: request ID %q was used by another command", ErrInvalidArgument, rid)
+}
+
 // checkUserCommand validates what a user command carries before it is
 // proposed.
 func checkUserCommand(requestID, name string) error {
@@ -127,6 +134,13 @@ type CommitRequest struct {
 	RequestID string
 	Namespace uint64
 	Ops       []Op
+	// Upload, if set, finishes the namespace's upload session of that ID:
+	// the batch must be one put op with no Blocks and the upload's Size
+	// (else ErrOffsetMismatch, with the upload's size as Offset), and the
+	// op gets the upload's blocks, in order. The upload is deleted by the
+	// same entry; if the commit fails, it stays. An unknown or expired
+	// upload is ErrNotFound.
+	Upload string `json:"upload,omitempty"`
 }
 
 // Commit applies a batch of ops atomically and appends one journal record.
@@ -143,6 +157,11 @@ func (s *Shard) Commit(ctx context.Context, r CommitRequest) (*CommitResult, err
 	if len(r.Ops) == 0 || len(r.Ops) > MaxOpsPerCommit {
 		return nil, fmt.Errorf("%w: a commit has 1 to %d ops", ErrInvalidArgument, MaxOpsPerCommit)
 	}
+	if r.Upload != "" {
+		if err := checkUploadID(r.Upload); err != nil {
+			return nil, err
+		}
+	}
 	// Paths must be checked before they are encoded: JSON would replace
 	// invalid UTF-8 with U+FFFD and the state machine would see a
 	// different, valid path. The state machine checks everything else.
@@ -153,11 +172,145 @@ func (s *Shard) Commit(ctx context.Context, r CommitRequest) (*CommitResult, err
 			}
 		}
 	}
-	res, err := s.propose(ctx, &command{Type: cmdCommit, RequestID: r.RequestID, Commit: &commitCmd{Namespace: r.Namespace, Ops: r.Ops}})
+	res, err := s.propose(ctx, &command{Type: cmdCommit, RequestID: r.RequestID, Commit: &commitCmd{Namespace: r.Namespace, Ops: r.Ops, Upload: r.Upload}})
 	if err != nil {
 		return nil, err
 	}
+	if res.Commit == nil {
+		return nil, reusedRequestID(r.RequestID)
+	}
 	return res.Commit, nil
+}
+
+// CreateUpload opens a resumable upload session in namespace ns: id is 32
+// lower-case hex digits chosen by the caller (random), path is where
+// finishing it puts the file (checked, and stored cleaned, as a put's
+// path). state and meta are opaque (at most MaxUploadStateBytes each). It
+// expires UploadTTL after its proposal. Errors: ErrExists for an open
+// upload of that ID, ErrTooMany when the namespace has
+// MaxUploadsPerNamespace open ones, ErrNotFound for an unknown namespace.
+// The request ID is scoped by the namespace, as a commit's.
+func (s *Shard) CreateUpload(ctx context.Context, requestID string, ns uint64, id, path string, state, meta []byte) (*Upload, error) {
+	for _, err := range []error{checkRequestID(requestID), checkUploadID(id), checkUploadBlob("state", state), checkUploadBlob("meta", meta)} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !utf8.ValidString(path) {
+		return nil, opErr(CodeInvalidPath, path, "not valid UTF-8")
+	}
+	res, err := s.propose(ctx, &command{Type: cmdCreateUpload, RequestID: requestID, CreateUpload: &createUploadCmd{
+		Namespace: ns, ID: id, Path: path, State: state, Meta: meta,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Upload == nil {
+		return nil, reusedRequestID(requestID)
+	}
+	return res.Upload, nil
+}
+
+// AppendUpload adds blocks to an upload at offset, which must be the
+// upload's Size (else an *OpError with CodeOffsetMismatch whose Offset is
+// the Size: where to resume). No blocks is allowed: it only replaces the
+// state. A non-empty state replaces the stored one; an empty one keeps
+// it. An upload has at most MaxBlocksPerFile blocks, and one larger than
+// the owner's quota is ErrQuota. An unknown or expired upload is
+// ErrNotFound. A retry with the same request ID returns the first result.
+func (s *Shard) AppendUpload(ctx context.Context, requestID string, ns uint64, id string, offset int64, blocks []Block, state []byte) (*Upload, error) {
+	for _, err := range []error{checkRequestID(requestID), checkUploadID(id), checkUploadBlob("state", state)} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("%w: negative offset", ErrInvalidArgument)
+	}
+	if _, err := checkUploadBlocks(blocks); err != nil {
+		return nil, err
+	}
+	res, err := s.propose(ctx, &command{Type: cmdAppendUpload, RequestID: requestID, AppendUpload: &appendUploadCmd{
+		Namespace: ns, ID: id, Offset: offset, Blocks: blocks, State: state,
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Upload == nil {
+		return nil, reusedRequestID(requestID)
+	}
+	return res.Upload, nil
+}
+
+// GetUpload returns an open upload of namespace ns. An unknown, expired
+// (by the shard's clock) or other namespace's upload is ErrNotFound.
+func (s *Shard) GetUpload(ctx context.Context, ns uint64, id string, o ReadOptions) (*Upload, error) {
+	if err := checkUploadID(id); err != nil {
+		return nil, err
+	}
+	var u *Upload
+	err := s.read(ctx, o, func(v *view) error {
+		var err error
+		u, err = v.getUpload(ns, id, s.cfg.Now().UnixNano())
+		return err
+	})
+	return u, err
+}
+
+// DeleteUpload deletes an open upload and its blocks (ErrNotFound if there
+// is none).
+func (s *Shard) DeleteUpload(ctx context.Context, requestID string, ns uint64, id string) error {
+	if err := checkRequestID(requestID); err != nil {
+		return err
+	}
+	if err := checkUploadID(id); err != nil {
+		return err
+	}
+	_, err := s.propose(ctx, &command{Type: cmdDeleteUpload, RequestID: requestID, DeleteUpload: &uploadCmd{Namespace: ns, ID: id}})
+	return err
+}
+
+// Referenced reports, for each ref, whether a retained revision of
+// namespace ns names it: the blocks a client of that namespace need not
+// upload again. It answers about ns only, never about other namespaces,
+// so it reveals nothing of other users' content. At most MaxRefsPerQuery
+// refs (ErrInvalidArgument); an unknown or deleted namespace is
+// ErrNotFound.
+func (s *Shard) Referenced(ctx context.Context, ns uint64, refs []Sum, o ReadOptions) ([]bool, error) {
+	if len(refs) > MaxRefsPerQuery {
+		return nil, fmt.Errorf("%w: %d refs in one query, at most %d", ErrInvalidArgument, len(refs), MaxRefsPerQuery)
+	}
+	var out []bool
+	err := s.read(ctx, o, func(v *view) error {
+		var err error
+		out, err = v.referenced(ns, refs)
+		return err
+	})
+	return out, err
+}
+
+// Namespace returns a namespace's record (usage, file count, journal
+// head); ErrNotFound for an unknown or deleted namespace.
+func (s *Shard) Namespace(ctx context.Context, ns uint64, o ReadOptions) (*Namespace, error) {
+	var n *Namespace
+	err := s.read(ctx, o, func(v *view) error {
+		var err error
+		n, err = v.liveNamespace(ns)
+		return err
+	})
+	return n, err
+}
+
+// Users returns a page of the shard's live users in case-folded name
+// order, without their password hashes.
+func (s *Shard) Users(ctx context.Context, o UsersOptions) (*UserPage, error) {
+	var p *UserPage
+	err := s.read(ctx, o.ReadOptions, func(v *view) error {
+		var err error
+		p, err = v.users(o)
+		return err
+	})
+	return p, err
 }
 
 // User returns a live user by name (case-insensitively).

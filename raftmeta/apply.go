@@ -62,6 +62,18 @@ func (t *tx) apply(c *command) (*result, error) {
 		if c.Prune != nil {
 			return t.prune(c.Prune)
 		}
+	case cmdCreateUpload:
+		if c.CreateUpload != nil {
+			return t.createUpload(c.CreateUpload)
+		}
+	case cmdAppendUpload:
+		if c.AppendUpload != nil {
+			return t.appendUpload(c.AppendUpload)
+		}
+	case cmdDeleteUpload:
+		if c.DeleteUpload != nil {
+			return t.deleteUpload(c.DeleteUpload)
+		}
 	}
 	return &result{Err: opErr(CodeInvalidArgument, "", fmt.Sprintf("malformed command of type %d", c.Type))}, nil
 }
@@ -131,7 +143,7 @@ func (t *tx) createUser(c *createUserCmd) (*result, error) {
 		t.putU64(t.k.userName(fold), u.ID),
 		t.putJSON(t.k.namespace(ns.ID), ns),
 		t.putJSON(t.k.node(ns.ID, root.ID), root),
-		t.putJSON(t.k.rev(ns.ID, root.ID, 1), revisionOf(root, OpMkdir, t.now)),
+		t.putRevision(ns.ID, root.ID, revisionOf(root, OpMkdir, t.now)),
 	} {
 		if err != nil {
 			return nil, err

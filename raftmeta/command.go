@@ -14,6 +14,9 @@ const (
 	cmdPrune
 	cmdRevokeSessions
 	cmdRevokeToken
+	cmdCreateUpload
+	cmdAppendUpload
+	cmdDeleteUpload
 )
 
 // command is the envelope of one Raft entry. Time is the proposer's clock
@@ -33,6 +36,26 @@ type command struct {
 
 	RevokeSessions *userNameCmd    `json:"revoke_sessions,omitempty"`
 	RevokeToken    *revokeTokenCmd `json:"revoke_token,omitempty"`
+
+	CreateUpload *createUploadCmd `json:"create_upload,omitempty"`
+	AppendUpload *appendUploadCmd `json:"append_upload,omitempty"`
+	DeleteUpload *uploadCmd       `json:"delete_upload,omitempty"`
+}
+
+// scope is the namespace a command's request ID is scoped by in the dedup
+// window: the namespace of a commit or an upload command, 0 for the rest.
+func (c *command) scope() uint64 {
+	switch {
+	case c.Type == cmdCommit && c.Commit != nil:
+		return c.Commit.Namespace
+	case c.Type == cmdCreateUpload && c.CreateUpload != nil:
+		return c.CreateUpload.Namespace
+	case c.Type == cmdAppendUpload && c.AppendUpload != nil:
+		return c.AppendUpload.Namespace
+	case c.Type == cmdDeleteUpload && c.DeleteUpload != nil:
+		return c.DeleteUpload.Namespace
+	}
+	return 0
 }
 
 type createUserCmd struct {
@@ -59,6 +82,33 @@ type setQuotaCmd struct {
 type commitCmd struct {
 	Namespace uint64 `json:"ns"`
 	Ops       []Op   `json:"ops"`
+	// Upload, if set, is the upload session the commit finishes: its
+	// blocks become the put op's (see finishUpload).
+	Upload string `json:"upload,omitempty"`
+}
+
+// createUploadCmd opens an upload session.
+type createUploadCmd struct {
+	Namespace uint64 `json:"ns"`
+	ID        string `json:"id"`
+	Path      string `json:"path"`
+	State     []byte `json:"state,omitempty"`
+	Meta      []byte `json:"meta,omitempty"`
+}
+
+// appendUploadCmd adds blocks to an upload session at Offset.
+type appendUploadCmd struct {
+	Namespace uint64  `json:"ns"`
+	ID        string  `json:"id"`
+	Offset    int64   `json:"offset"`
+	Blocks    []Block `json:"blocks,omitempty"`
+	State     []byte  `json:"state,omitempty"`
+}
+
+// uploadCmd names an upload session.
+type uploadCmd struct {
+	Namespace uint64 `json:"ns"`
+	ID        string `json:"id"`
 }
 
 // revokeTokenCmd revokes one session token until its expiry.
@@ -68,7 +118,8 @@ type revokeTokenCmd struct {
 }
 
 // pruneCmd applies the retention policy to at most Max nodes (then
-// namespaces' journals, then token revocation records), starting at Cursor, and reports where to go on.
+// namespaces' journals, then token revocation records, then upload
+// sessions), starting at Cursor, and reports where to go on.
 type pruneCmd struct {
 	KeepFor  int64  `json:"keep_for"` // nanoseconds
 	KeepLast int    `json:"keep_last"`
@@ -78,9 +129,10 @@ type pruneCmd struct {
 
 // PruneResult reports one prune step.
 type PruneResult struct {
-	Revisions int    `json:"revisions"`        // revisions deleted
-	Records   int    `json:"records"`          // journal records deleted
-	Tokens    int    `json:"tokens,omitempty"` // expired token revocation records deleted
+	Revisions int    `json:"revisions"`         // revisions deleted
+	Records   int    `json:"records"`           // journal records deleted
+	Tokens    int    `json:"tokens,omitempty"`  // expired token revocation records deleted
+	Uploads   int    `json:"uploads,omitempty"` // expired upload sessions deleted
 	Next      []byte `json:"next,omitempty"`
 	Done      bool   `json:"done"`
 }
@@ -92,6 +144,7 @@ type result struct {
 	User   *User         `json:"user,omitempty"`
 	Commit *CommitResult `json:"commit,omitempty"`
 	Prune  *PruneResult  `json:"prune,omitempty"`
+	Upload *Upload       `json:"upload,omitempty"`
 }
 
 // encodeCommand encodes c as one Raft entry (raftgroup's envelope: a

@@ -79,6 +79,18 @@ func (t *tx) commit(rid string, c *commitCmd) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Upload != "" {
+		// The upload's blocks become the put op's and the upload is
+		// deleted, in this entry: if the commit fails, nothing of it
+		// applies and the upload stays.
+		oe, err := t.finishUpload(ns.ID, c)
+		if err != nil {
+			return nil, err
+		}
+		if oe != nil {
+			return &result{Err: oe}, nil
+		}
+	}
 	cs := &commitState{t: t, ns: ns, byID: make(map[uint64]*Change), nodes: make(map[uint64]*Node), created: make(map[uint64]bool)}
 	if owner != nil {
 		cs.quota = owner.Quota
@@ -282,7 +294,7 @@ func (cs *commitState) save(n *Node, op OpKind, oldPath string, from uint64) err
 	}
 	rv := revisionOf(n, op, t.now)
 	rv.From = from
-	if err := t.putJSON(t.k.rev(cs.ns.ID, n.ID, n.Rev), rv); err != nil {
+	if err := t.putRevision(cs.ns.ID, n.ID, rv); err != nil {
 		return err
 	}
 	ch, ok := cs.byID[n.ID]

@@ -54,6 +54,13 @@ var (
 	ErrClosed = errors.New("shard closed")
 	// ErrCorruptStore: a store on disk is unreadable or inconsistent.
 	ErrCorruptStore = errors.New("corrupt store")
+	// ErrOffsetMismatch: an upload append names another offset than the
+	// upload's size so far (or a commit that finishes an upload another
+	// size). The *OpError's Offset is the upload's size: where to resume.
+	ErrOffsetMismatch = errors.New("offset mismatch")
+	// ErrTooMany: a per-namespace limit on open records is reached
+	// (MaxUploadsPerNamespace open uploads).
+	ErrTooMany = errors.New("too many")
 )
 
 // Code is a stable wire code for an error. The set is append-only: a code,
@@ -81,6 +88,8 @@ const (
 	CodeUnavailable     Code = "unavailable"
 	CodeCorruptStore    Code = "corrupt_store"
 	CodeInternal        Code = "internal"
+	CodeOffsetMismatch  Code = "offset_mismatch"
+	CodeTooMany         Code = "too_many"
 )
 
 var codeSentinels = wirecode.Table[Code]{
@@ -101,6 +110,8 @@ var codeSentinels = wirecode.Table[Code]{
 	{Code: CodeBadCredentials, Err: ErrBadCredentials},
 	{Code: CodeUnavailable, Err: ErrClosed},
 	{Code: CodeCorruptStore, Err: ErrCorruptStore},
+	{Code: CodeOffsetMismatch, Err: ErrOffsetMismatch},
+	{Code: CodeTooMany, Err: ErrTooMany},
 }
 
 // CodeOf returns the wire code of err: CodeOK for nil, CodeInternal for an
@@ -132,7 +143,8 @@ func (e *NotLeaderError) Unwrap() error { return ErrNotLeader }
 // OpError reports why a command, or one op of a commit batch, failed. When a
 // batch fails nothing in it applies; Op is the index of the op that failed
 // (-1 for non-commit commands) and Current the revision the target has now
-// (0 if it does not exist).
+// (0 if it does not exist). For CodeOffsetMismatch, Offset is the offset
+// the upload is at (its size so far).
 type OpError struct {
 	Code    Code   `json:"code"`
 	Op      int    `json:"op"`
@@ -140,6 +152,7 @@ type OpError struct {
 	Path    string `json:"path,omitempty"`
 	Current uint64 `json:"current_rev,omitempty"`
 	Message string `json:"message,omitempty"`
+	Offset  int64  `json:"offset,omitempty"`
 }
 
 func (e *OpError) Error() string {
@@ -154,6 +167,9 @@ func (e *OpError) Error() string {
 	}
 	if e.Code == CodeConflict {
 		s += fmt.Sprintf(" (current revision %d)", e.Current)
+	}
+	if e.Code == CodeOffsetMismatch {
+		s += fmt.Sprintf(" (the upload is at offset %d)", e.Offset)
 	}
 	if e.Message != "" {
 		s += ": " + e.Message

@@ -62,6 +62,9 @@ func newFSM(db *pebble.DB, group uint64, dedupWindow uint64, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	if err := f.ensureRefIndex(); err != nil {
+		return nil, err
+	}
 	f.p.SetApplied(idx)
 	return f, nil
 }
@@ -128,9 +131,7 @@ func (f *FSM) applyCommand(l *raft.Log, touched map[uint64]struct{}) (*result, e
 		res = &result{Err: opErr(CodeInvalidArgument, "", derr.Error())}
 	} else {
 		t.now = cmd.Time
-		if cmd.Type == cmdCommit && cmd.Commit != nil {
-			scope = cmd.Commit.Namespace
-		}
+		scope = cmd.scope()
 		if cmd.RequestID != "" {
 			prev := new(result)
 			ok, err := t.getJSON(f.k.dedup(scope, cmd.RequestID), prev)
@@ -225,7 +226,7 @@ func (f *FSM) remember(t *tx, scope uint64, rid string, res *result) error {
 		return err
 	}
 	c.DedupLow = bound
-	return t.putJSON(f.k.counters(), c)
+	return t.putCounters(c)
 }
 
 // notify wakes the waiters of the namespaces a batch committed to, and the
@@ -295,6 +296,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	f.restoreMu.Lock()
 	idx, err := restoreSnapshot(f.db, f.k, rc)
+	if err == nil {
+		// A snapshot of state written before the block reference index
+		// existed has none: build it before anything reads or applies.
+		err = f.ensureRefIndex()
+	}
 	f.restoreMu.Unlock()
 	if err != nil {
 		// The group's keys are gone or half written, and the marker says

@@ -218,6 +218,7 @@ func (h *fxHarness) pruneAll(keepFor time.Duration, keepLast, max int) (PruneRes
 		total.Revisions += r.Revisions
 		total.Records += r.Records
 		total.Tokens += r.Tokens
+		total.Uploads += r.Uploads
 		if r.Done {
 			if r.Next != nil {
 				h.t.Fatalf("prune step done with Next %q", r.Next)

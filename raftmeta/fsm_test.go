@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"reflect"
@@ -2336,5 +2337,53 @@ func TestCommitNamespaceIsolation(t *testing.T) {
 	}
 	if n := h.nsRec(a); n.Used != 0 || n.Files != 0 || n.Head != 2 {
 		t.Fatalf("alice's namespace %+v", n)
+	}
+}
+
+// TestHistoryFromRev checks HistoryOptions.Rev: the history starts at that
+// revision, so one revision can be read, and older ones paged through.
+func TestHistoryFromRev(t *testing.T) {
+	h := fxNew(t)
+	ns := h.createUser("alice", 0).Namespace
+	for _, data := range []string{"one", "two", "three", "four"} {
+		h.must(ns, fxPut("/f", data))
+	}
+	h.must(ns, fxDel("/f"))
+	revs := func(o HistoryOptions) string {
+		t.Helper()
+		rs, err := h.v().history(ns, Target{Path: "/f"}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, strconv.FormatUint(r.Rev, 10))
+		}
+		return strings.Join(out, " ")
+	}
+	cases := []struct {
+		o    HistoryOptions
+		want string
+	}{
+		{HistoryOptions{}, "5 4 3 2 1"},
+		{HistoryOptions{Rev: 3}, "3 2 1"},
+		{HistoryOptions{Rev: 3, Limit: 1}, "3"},
+		{HistoryOptions{Rev: 1}, "1"},
+		{HistoryOptions{Rev: 9}, "5 4 3 2 1"},
+		{HistoryOptions{Rev: math.MaxUint64, Limit: 2}, "5 4"},
+	}
+	for _, tc := range cases {
+		if got := revs(tc.o); got != tc.want {
+			t.Errorf("%+v: revisions %q, want %q", tc.o, got, tc.want)
+		}
+	}
+	// A pruned revision: Limit 1 gives the next older one.
+	h.now += int64(48 * time.Hour)
+	h.pruneAll(time.Hour, 2, 100)
+	if got := revs(HistoryOptions{Rev: 3, Limit: 1}); got != "" {
+		t.Errorf("Rev 3 after pruning all but 5 and 4: %q, want none", got)
+	}
+	if got := revs(HistoryOptions{Rev: 4, Limit: 1}); got != "4" {
+		t.Errorf("Rev 4: %q", got)
 	}
 }

@@ -19,6 +19,12 @@ import "github.com/coffer-dev/coffer/internal/raftgroup"
 //	d  ns requestID                dedup record: first result of a request ID
 //	q  index ns requestID          dedup eviction queue, ordered by Raft index
 //	k  tokenID                     session token revocation (JSON: expiry), kept until the token expires
+//	b  ns ref                      block reference index: how many retained revisions (r) of
+//	                               the namespace name the block ref (8 bytes; absent when 0)
+//	v                              version of the block reference index (8 bytes); absent in
+//	                               state written before the index existed, which is then rebuilt
+//	o  ns uploadID                 Upload: an open resumable upload session
+//	O  ns uploadID index           one block of an upload (ref, then size: 40 bytes), index from 0
 //	x                              "restore in progress" marker
 const (
 	tagApplied   = 'a'
@@ -33,6 +39,10 @@ const (
 	tagDedup     = 'd'
 	tagDedupQ    = 'q'
 	tagToken     = 'k'
+	tagRefs      = 'b'
+	tagRefsVer   = 'v'
+	tagUpload    = 'o'
+	tagUpBlock   = 'O'
 	tagRestoring = 'x'
 )
 
@@ -66,6 +76,16 @@ func (k keys) child(ns, parent uint64, fold string) []byte {
 }
 func (k keys) dedup(ns uint64, rid string) []byte { return k.Key(tagDedup, u64(ns), []byte(rid)) }
 func (k keys) token(id string) []byte             { return k.Key(tagToken, []byte(id)) }
+func (k keys) ref(ns uint64, ref Sum) []byte      { return k.Key(tagRefs, u64(ns), ref[:]) }
+func (k keys) refsVersion() []byte                { return k.Key(tagRefsVer) }
+func (k keys) uploads(ns uint64) []byte           { return k.Key(tagUpload, u64(ns)) }
+func (k keys) upload(ns uint64, id string) []byte { return k.Key(tagUpload, u64(ns), []byte(id)) }
+func (k keys) upBlocks(ns uint64, id string) []byte {
+	return k.Key(tagUpBlock, u64(ns), []byte(id))
+}
+func (k keys) upBlock(ns uint64, id string, i uint64) []byte {
+	return k.Key(tagUpBlock, u64(ns), []byte(id), u64(i))
+}
 func (k keys) dedupQ(index, ns uint64, rid string) []byte {
 	return k.Key(tagDedupQ, u64(index), u64(ns), []byte(rid))
 }

@@ -7,11 +7,12 @@ import (
 )
 
 // LiveBlocks calls fn with every block named by the group's retained state:
-// the current content of every node (deleted ones included) and every
-// retained revision, of every namespace (those of deleted users too, until
-// they are reclaimed). A ref may be passed more than once. It is the mark
-// phase of block garbage collection (package blockstore/gc): the caller
-// adds the refs to a live set.
+// the current content of every node (deleted ones included), every
+// retained revision and every upload session not yet deleted, of every
+// namespace (those of deleted users too, until they are reclaimed). A ref
+// may be passed more than once. It is the mark phase of block garbage
+// collection (package blockstore/gc): the caller adds the refs to a live
+// set.
 //
 // The walk reads one consistent snapshot of this replica's applied state,
 // whose applied Raft index it returns; on a follower that state may be
@@ -70,6 +71,15 @@ func (f *FSM) LiveBlocks(ctx context.Context, fn func(Block) error) (applied uin
 		}
 		err := json.Unmarshal(val, &r)
 		return r.Blocks, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	// Blocks of open upload sessions (expired ones too, until the prune
+	// pass deletes them): a finishing commit will name them.
+	err = visit(tagUpBlock, func(val []byte) ([]Block, error) {
+		b, err := decodeUpBlock(val)
+		return []Block{b}, err
 	})
 	if err != nil {
 		return 0, err

@@ -14,10 +14,11 @@ type Retention struct {
 	KeepLast int
 }
 
-// prune applies the retention policy to at most c.Max nodes, namespaces or
-// token revocation records, starting at c.Cursor. The cursor is a phase
-// byte ('n': nodes, 's': namespaces' journals, 'k': expired token
-// revocations) followed by the key suffix to resume at.
+// prune applies the retention policy to at most c.Max nodes, namespaces,
+// token revocation records or upload sessions, starting at c.Cursor. The
+// cursor is a phase byte ('n': nodes, 's': namespaces' journals, 'k':
+// expired token revocations, 'o': expired upload sessions) followed by the
+// key suffix to resume at.
 func (t *tx) prune(c *pruneCmd) (*result, error) {
 	if c.Max <= 0 || c.KeepLast < 0 || c.KeepFor < 0 {
 		return &result{Err: opErr(CodeInvalidArgument, "", "bad prune parameters")}, nil
@@ -33,6 +34,7 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 	var dels []del      // key ranges: trimmed journal records
 	var points [][]byte // single keys: pruned revisions, expired token records
 	var nsUpdates []*Namespace
+	refs := make(map[refKey]int64) // refs of the pruned revisions, for the reference index
 
 	if phase == tagNode {
 		base := t.k.Key(tagNode)
@@ -61,6 +63,9 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 					return true, nil
 				}
 				points = append(points, append([]byte(nil), rk...))
+				for _, ref := range distinctRefs(r.Blocks) {
+					refs[refKey{n.Namespace, ref}]++
+				}
 				res.Revisions++
 				return true, nil
 			})
@@ -133,7 +138,23 @@ func (t *tx) prune(c *pruneCmd) (*result, error) {
 		}
 		points = append(points, expired...)
 		res.Tokens = len(expired)
+		if next != nil {
+			res.Next = next
+		} else {
+			phase, from = tagUpload, nil
+		}
+	}
+	if phase == tagUpload && res.Next == nil {
+		// Upload sessions too are judged by their own expiry alone.
+		next, n, err := t.pruneUploads(from, t.now, c.Max, &visited)
+		if err != nil {
+			return nil, err
+		}
+		res.Uploads = n
 		res.Next = next
+	}
+	if err := t.dropRefs(refs); err != nil {
+		return nil, err
 	}
 	for _, k := range points {
 		if err := t.del(k); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/coffer-dev/coffer/raftmeta/metapath"
@@ -62,6 +63,11 @@ type HistoryOptions struct {
 	// Limit bounds the revisions returned, newest first: default 100, at
 	// most 10000.
 	Limit int
+	// Rev, if non-zero, starts the history at that revision: only
+	// revisions numbered Rev or lower are returned. With Limit 1 that is
+	// revision Rev if it is retained (else the next older one: check its
+	// Rev); Rev one below the last one returned pages further back.
+	Rev uint64
 }
 
 // ChangesPage is a run of journal records after a cursor. Cursor is the
@@ -74,7 +80,24 @@ type ChangesPage struct {
 	More    bool            `json:"more"`
 }
 
+// UsersOptions configure Users.
+type UsersOptions struct {
+	ReadOptions
+	// Limit is the page size: default 1000, at most 10000.
+	Limit int
+	// PageToken continues a listing where the previous page ended.
+	PageToken string
+}
+
+// UserPage is one page of the users of a shard, in case-folded name order.
+// NextPageToken is empty on the last page.
+type UserPage struct {
+	Users         []User `json:"users"`
+	NextPageToken string `json:"next_page_token,omitempty"`
+}
+
 const (
+	defaultUsersLimit   = 1000
 	defaultListLimit    = 1000
 	defaultHistoryLimit = 100
 	defaultChangesLimit = 1000
@@ -303,7 +326,11 @@ func (v *view) history(nsID uint64, t Target, o HistoryOptions) ([]Revision, err
 	limit := pageLimit(o.Limit, defaultHistoryLimit)
 	revs := []Revision{}
 	lo := v.k.revs(ns.ID, n.ID)
-	err = v.scan(lo, prefixEnd(lo), true, func(_, val []byte) (bool, error) {
+	hi := prefixEnd(lo)
+	if o.Rev != 0 && o.Rev < math.MaxUint64 {
+		hi = v.k.rev(ns.ID, n.ID, o.Rev+1)
+	}
+	err = v.scan(lo, hi, true, func(_, val []byte) (bool, error) {
 		var r Revision
 		if err := json.Unmarshal(val, &r); err != nil {
 			return false, fmt.Errorf("%w: revision: %v", ErrCorruptStore, err)
@@ -347,5 +374,49 @@ func (v *view) changesAt(nsID, cursor uint64, limit int, stale bool) (*ChangesPa
 		return len(page.Records) < limit, nil
 	})
 	page.More = page.Cursor < ns.Head
+	return page, err
+}
+
+// users pages through the live users in case-folded name order (the name
+// index holds live users only). The page token is the folded name of the
+// last user returned, so pages stay correct while users come and go.
+func (v *view) users(o UsersOptions) (*UserPage, error) {
+	lo := v.k.Key(tagUserName)
+	start := lo
+	if o.PageToken != "" {
+		folds, err := decodePageToken(o.PageToken)
+		if err != nil {
+			return nil, err
+		}
+		if len(folds) != 1 {
+			return nil, opErr(CodeInvalidArgument, "", "bad page token")
+		}
+		start = append(v.k.userName(folds[0]), 0)
+	}
+	limit := pageLimit(o.Limit, defaultUsersLimit)
+	page := &UserPage{Users: []User{}}
+	var last string
+	err := v.scan(start, prefixEnd(lo), false, func(k, val []byte) (bool, error) {
+		if len(page.Users) >= limit {
+			page.NextPageToken = encodePageToken([]string{last})
+			return false, nil
+		}
+		if len(val) != 8 {
+			return false, fmt.Errorf("%w: user name index value of %d bytes", ErrCorruptStore, len(val))
+		}
+		u, err := v.user(beU64(val))
+		if err != nil {
+			return false, err
+		}
+		if u == nil {
+			return false, fmt.Errorf("%w: user name index names missing user %d", ErrCorruptStore, beU64(val))
+		}
+		last = string(k[len(lo):])
+		if !u.Deleted {
+			u.PasswordHash = ""
+			page.Users = append(page.Users, *u)
+		}
+		return true, nil
+	})
 	return page, err
 }

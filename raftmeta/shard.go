@@ -350,6 +350,7 @@ func (s *Shard) Prune(ctx context.Context) (*PruneResult, error) {
 		total.Revisions += res.Prune.Revisions
 		total.Records += res.Prune.Records
 		total.Tokens += res.Prune.Tokens
+		total.Uploads += res.Prune.Uploads
 		if res.Prune.Done {
 			total.Done = true
 			return total, nil

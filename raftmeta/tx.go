@@ -230,14 +230,31 @@ func (t *tx) delRange(lo, hi []byte) error {
 type counters struct {
 	NextID   uint64 `json:"next_id"`
 	DedupLow uint64 `json:"dedup_low"` // dedup queue entries below this index are evicted
+
+	fresh bool // not stored yet: the group's state is new
 }
 
 func (t *tx) counters() (*counters, error) {
 	c := &counters{NextID: 1}
-	if _, err := t.getJSON(t.k.counters(), c); err != nil {
+	ok, err := t.getJSON(t.k.counters(), c)
+	if err != nil {
 		return nil, err
 	}
+	c.fresh = !ok
 	return c, nil
+}
+
+// putCounters stores c. The group's first counters record comes before
+// its first revision, so its block reference index is complete from the
+// start: that record brings the index's version marker.
+func (t *tx) putCounters(c *counters) error {
+	if c.fresh {
+		if err := t.putU64(t.k.refsVersion(), refIndexVersion); err != nil {
+			return err
+		}
+		c.fresh = false
+	}
+	return t.putJSON(t.k.counters(), c)
 }
 
 // newID allocates a group-unique ID (users, namespaces and nodes share the
@@ -249,5 +266,5 @@ func (t *tx) newID() (uint64, error) {
 	}
 	id := c.NextID
 	c.NextID++
-	return id, t.putJSON(t.k.counters(), c)
+	return id, t.putCounters(c)
 }

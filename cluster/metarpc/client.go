@@ -253,3 +253,130 @@ func (c *Client) Prune(ctx context.Context, group uint64) (*raftmeta.PruneResult
 	}
 	return res, nil
 }
+
+// Referenced is raftmeta.Shard.Referenced on group.
+func (c *Client) Referenced(ctx context.Context, group, ns uint64, refs []raftmeta.Sum, o raftmeta.ReadOptions) ([]bool, error) {
+	var out []bool
+	if err := c.call(ctx, group, methodReferenced, "", false, 0, referencedBody{Namespace: ns, Refs: refs, Options: o}, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Namespace is raftmeta.Shard.Namespace on group.
+func (c *Client) Namespace(ctx context.Context, group, ns uint64, o raftmeta.ReadOptions) (*raftmeta.Namespace, error) {
+	var n *raftmeta.Namespace
+	if err := c.call(ctx, group, methodNamespace, "", false, 0, namespaceBody{Namespace: ns, Options: o}, &n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Users is raftmeta.Shard.Users on group.
+func (c *Client) Users(ctx context.Context, group uint64, o raftmeta.UsersOptions) (*raftmeta.UserPage, error) {
+	if err := checkUTF8(methodUsers, raftmeta.ErrInvalidArgument, map[string]string{"page token": o.PageToken}); err != nil {
+		return nil, err
+	}
+	var p *raftmeta.UserPage
+	if err := c.call(ctx, group, methodUsers, "", false, 0, usersBody{Options: o}, &p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// CreateUpload is raftmeta.Shard.CreateUpload on group. It is mutating: a
+// transport failure after it was sent wraps raftmeta.ErrUnknownOutcome.
+func (c *Client) CreateUpload(ctx context.Context, group uint64, requestID string, ns uint64, id, path string, state, meta []byte) (*raftmeta.Upload, error) {
+	if err := checkUTF8(methodCreateUpload, raftmeta.ErrInvalidPath, map[string]string{"path": path}); err != nil {
+		return nil, err
+	}
+	if err := checkUTF8(methodCreateUpload, raftmeta.ErrInvalidArgument, map[string]string{"upload ID": id}); err != nil {
+		return nil, err
+	}
+	var u *raftmeta.Upload
+	body := createUploadBody{Namespace: ns, ID: id, Path: path, State: state, Meta: meta}
+	if err := c.call(ctx, group, methodCreateUpload, requestID, true, 0, body, &u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// AppendUpload is raftmeta.Shard.AppendUpload on group. It is mutating: a
+// transport failure after it was sent wraps raftmeta.ErrUnknownOutcome
+// (retry with the same request ID: a retry returns the first result, not
+// an offset mismatch).
+func (c *Client) AppendUpload(ctx context.Context, group uint64, requestID string, ns uint64, id string, offset int64, blocks []raftmeta.Block, state []byte) (*raftmeta.Upload, error) {
+	if err := checkUTF8(methodAppendUpload, raftmeta.ErrInvalidArgument, map[string]string{"upload ID": id}); err != nil {
+		return nil, err
+	}
+	var u *raftmeta.Upload
+	body := appendUploadBody{Namespace: ns, ID: id, Offset: offset, Blocks: blocks, State: state}
+	if err := c.call(ctx, group, methodAppendUpload, requestID, true, 0, body, &u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// GetUpload is raftmeta.Shard.GetUpload on group.
+func (c *Client) GetUpload(ctx context.Context, group, ns uint64, id string, o raftmeta.ReadOptions) (*raftmeta.Upload, error) {
+	if err := checkUTF8(methodGetUpload, raftmeta.ErrInvalidArgument, map[string]string{"upload ID": id}); err != nil {
+		return nil, err
+	}
+	var u *raftmeta.Upload
+	if err := c.call(ctx, group, methodGetUpload, "", false, 0, getUploadBody{Namespace: ns, ID: id, Options: o}, &u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// DeleteUpload is raftmeta.Shard.DeleteUpload on group (mutating).
+func (c *Client) DeleteUpload(ctx context.Context, group uint64, requestID string, ns uint64, id string) error {
+	if err := checkUTF8(methodDeleteUpload, raftmeta.ErrInvalidArgument, map[string]string{"upload ID": id}); err != nil {
+		return err
+	}
+	return c.call(ctx, group, methodDeleteUpload, requestID, true, 0, uploadBody{Namespace: ns, ID: id}, nil)
+}
+
+// RevokeToken is raftmeta.Shard.RevokeToken on group (mutating).
+func (c *Client) RevokeToken(ctx context.Context, group uint64, requestID, tokenID string, expires time.Time) error {
+	if err := checkUTF8(methodRevokeToken, raftmeta.ErrInvalidArgument, map[string]string{"token ID": tokenID}); err != nil {
+		return err
+	}
+	return c.call(ctx, group, methodRevokeToken, requestID, true, 0, revokeTokenBody{TokenID: tokenID, Expires: expires}, nil)
+}
+
+// RevokeSessions is raftmeta.Shard.RevokeSessions on group (mutating).
+func (c *Client) RevokeSessions(ctx context.Context, group uint64, requestID, name string) (*raftmeta.User, error) {
+	if err := checkUTF8(methodRevokeSessions, raftmeta.ErrInvalidArgument, map[string]string{"name": name}); err != nil {
+		return nil, err
+	}
+	var u *raftmeta.User
+	if err := c.call(ctx, group, methodRevokeSessions, requestID, true, 0, nameBody{Name: name}, &u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// SessionsValidAfter is raftmeta.Shard.SessionsValidAfter on group.
+func (c *Client) SessionsValidAfter(ctx context.Context, group uint64, name string, o raftmeta.ReadOptions) (time.Time, error) {
+	if err := checkUTF8(methodSessionsValidAfter, raftmeta.ErrInvalidName, map[string]string{"name": name}); err != nil {
+		return time.Time{}, err
+	}
+	var at time.Time
+	if err := c.call(ctx, group, methodSessionsValidAfter, "", false, 0, userBody{Name: name, Options: o}, &at); err != nil {
+		return time.Time{}, err
+	}
+	return at, nil
+}
+
+// TokenRevoked is raftmeta.Shard.TokenRevoked on group.
+func (c *Client) TokenRevoked(ctx context.Context, group uint64, tokenID string, o raftmeta.ReadOptions) (bool, error) {
+	if err := checkUTF8(methodTokenRevoked, raftmeta.ErrInvalidArgument, map[string]string{"token ID": tokenID}); err != nil {
+		return false, err
+	}
+	var revoked bool
+	if err := c.call(ctx, group, methodTokenRevoked, "", false, 0, tokenBody{TokenID: tokenID, Options: o}, &revoked); err != nil {
+		return false, err
+	}
+	return revoked, nil
+}

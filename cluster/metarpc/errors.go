@@ -89,6 +89,8 @@ var grpcCodes = map[raftmeta.Code]codes.Code{
 	raftmeta.CodeUnavailable:     codes.Unavailable,
 	raftmeta.CodeCorruptStore:    codes.DataLoss,
 	raftmeta.CodeInternal:        codes.Internal,
+	raftmeta.CodeOffsetMismatch:  codes.FailedPrecondition,
+	raftmeta.CodeTooMany:         codes.ResourceExhausted,
 	CodeNoReplica:                codes.NotFound,
 	CodeUnknownMethod:            codes.Unimplemented,
 }

@@ -76,6 +76,8 @@ var wantGRPC = map[raftmeta.Code]codes.Code{
 	raftmeta.CodeUnavailable:     codes.Unavailable,
 	raftmeta.CodeCorruptStore:    codes.DataLoss,
 	raftmeta.CodeInternal:        codes.Internal,
+	raftmeta.CodeOffsetMismatch:  codes.FailedPrecondition,
+	raftmeta.CodeTooMany:         codes.ResourceExhausted,
 	CodeNoReplica:                codes.NotFound,
 	CodeUnknownMethod:            codes.Unimplemented,
 }
@@ -149,6 +151,8 @@ func TestOpErrorRoundTrips(t *testing.T) {
 		{"non-commit", &raftmeta.OpError{Code: raftmeta.CodeNotFound, Op: -1, Path: "/gone"}, false},
 		{"wrapped", &raftmeta.OpError{Code: raftmeta.CodeQuota, Op: 0, Kind: raftmeta.OpPut, Path: "/big", Message: "over by 3 bytes"}, true},
 		{"unknown code", &raftmeta.OpError{Code: "from_the_future", Op: 1, Kind: raftmeta.OpMove, Path: "/x"}, false},
+		{"offset mismatch", &raftmeta.OpError{Code: raftmeta.CodeOffsetMismatch, Op: -1, Offset: 12345, Message: "append at offset 7"}, false},
+		{"finish at a wrong size", &raftmeta.OpError{Code: raftmeta.CodeOffsetMismatch, Op: 0, Kind: raftmeta.OpPut, Path: "/f", Offset: 1 << 40}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -365,6 +365,111 @@ func TestGroup(t *testing.T) {
 		}
 	})
 
+	t.Run("gateway methods", func(t *testing.T) {
+		const id = "0123456789abcdef0123456789abcdef"
+		blocks := []raftmeta.Block{putOp("/", "up-1").Blocks[0], putOp("/", "up-22").Blocks[0]}
+		var up *raftmeta.Upload
+		g.onLeader(t, func(c *Client) (err error) {
+			up, err = c.CreateUpload(ctx, 1, "up-create", ns, id, "/up.bin", []byte("s0"), []byte("m"))
+			return err
+		})
+		if up.ID != id || up.Path != "/up.bin" || up.Expires-up.Created != int64(raftmeta.UploadTTL) {
+			t.Fatalf("CreateUpload = %+v", up)
+		}
+		g.onLeader(t, func(c *Client) (err error) {
+			up, err = c.AppendUpload(ctx, 1, "up-append", ns, id, 0, blocks, []byte("s9"))
+			return err
+		})
+		if up.Size != 9 || up.Blocks != 2 {
+			t.Fatalf("AppendUpload = %+v", up)
+		}
+		var mismatch *raftmeta.OpError
+		g.onLeader(t, func(c *Client) error {
+			_, err := c.AppendUpload(ctx, 1, "up-append-2", ns, id, 4, nil, nil)
+			if errors.As(err, &mismatch) {
+				return nil
+			}
+			return err
+		})
+		if mismatch.Code != raftmeta.CodeOffsetMismatch || mismatch.Offset != 9 {
+			t.Fatalf("append at a wrong offset: %+v", mismatch)
+		}
+		var res *raftmeta.CommitResult
+		g.onLeader(t, func(c *Client) (err error) {
+			res, err = c.Commit(ctx, 1, raftmeta.CommitRequest{RequestID: "up-finish", Namespace: ns, Upload: id,
+				Ops: []raftmeta.Op{{Kind: raftmeta.OpPut, Path: "/up.bin", Size: 9, Hash: raftmeta.Sum{1}}}})
+			return err
+		})
+		_, c := g.leader(t)
+		if e, err := c.Stat(ctx, 1, ns, raftmeta.Target{ID: res.Ops[0].NodeID}, raftmeta.StatOptions{}); err != nil || len(e.Blocks) != 2 || e.Blocks[1] != blocks[1] {
+			t.Fatalf("finished file %+v, %v", e, err)
+		}
+		if _, err := c.GetUpload(ctx, 1, ns, id, raftmeta.ReadOptions{}); !errors.Is(err, raftmeta.ErrNotFound) {
+			t.Fatalf("GetUpload after finish: %v", err)
+		}
+		g.onLeader(t, func(c *Client) error {
+			_, err := c.CreateUpload(ctx, 1, "up-create-2", ns, id, "/up2.bin", nil, nil)
+			return err
+		})
+		g.onLeader(t, func(c *Client) error { return c.DeleteUpload(ctx, 1, "up-delete", ns, id) })
+		g.onLeader(t, func(c *Client) error {
+			return c.RevokeToken(ctx, 1, "tok-1", "abcdef", time.Now().Add(time.Hour))
+		})
+		var revoked *raftmeta.User
+		g.onLeader(t, func(c *Client) (err error) {
+			revoked, err = c.RevokeSessions(ctx, 1, "out-1", "alice")
+			return err
+		})
+		if revoked.SessionsValidAfter.IsZero() {
+			t.Fatalf("RevokeSessions = %+v", revoked)
+		}
+
+		// Reads through the client equal the same reads on the leader.
+		li, c := g.leader(t)
+		s := g.c.Shard(li)
+		refs := []raftmeta.Sum{blocks[0].Ref, {7}, blocks[1].Ref}
+		reads := []struct {
+			name        string
+			rpc, direct func() (any, error)
+		}{
+			{"Referenced", func() (any, error) { return c.Referenced(ctx, 1, ns, refs, raftmeta.ReadOptions{}) },
+				func() (any, error) { return s.Referenced(ctx, ns, refs, raftmeta.ReadOptions{}) }},
+			{"Namespace", func() (any, error) { return c.Namespace(ctx, 1, ns, raftmeta.ReadOptions{}) },
+				func() (any, error) { return s.Namespace(ctx, ns, raftmeta.ReadOptions{}) }},
+			{"Users", func() (any, error) { return c.Users(ctx, 1, raftmeta.UsersOptions{Limit: 1}) },
+				func() (any, error) { return s.Users(ctx, raftmeta.UsersOptions{Limit: 1}) }},
+			{"SessionsValidAfter", func() (any, error) { return c.SessionsValidAfter(ctx, 1, "alice", raftmeta.ReadOptions{}) },
+				func() (any, error) { return s.SessionsValidAfter(ctx, "alice", raftmeta.ReadOptions{}) }},
+			{"TokenRevoked", func() (any, error) { return c.TokenRevoked(ctx, 1, "abcdef", raftmeta.ReadOptions{}) },
+				func() (any, error) { return s.TokenRevoked(ctx, "abcdef", raftmeta.ReadOptions{}) }},
+		}
+		for _, r := range reads {
+			got, err := r.rpc()
+			if err != nil {
+				t.Errorf("%s through the client: %v", r.name, err)
+				continue
+			}
+			want, err := r.direct()
+			if err != nil {
+				t.Errorf("%s on the shard: %v", r.name, err)
+				continue
+			}
+			sameJSON(t, r.name, got, want)
+		}
+		if r, err := c.Referenced(ctx, 1, ns, refs, raftmeta.ReadOptions{}); err != nil || fmt.Sprint(r) != "[true false true]" {
+			t.Errorf("Referenced = %v, %v", r, err)
+		}
+		if ok, err := c.TokenRevoked(ctx, 1, "abcdef", raftmeta.ReadOptions{}); err != nil || !ok {
+			t.Errorf("TokenRevoked = %v, %v", ok, err)
+		}
+		if at, err := c.SessionsValidAfter(ctx, 1, "alice", raftmeta.ReadOptions{}); err != nil || !at.Equal(revoked.SessionsValidAfter) {
+			t.Errorf("SessionsValidAfter = %v, %v; want %v", at, err, revoked.SessionsValidAfter)
+		}
+		if p, err := c.Users(ctx, 1, raftmeta.UsersOptions{}); err != nil || len(p.Users) == 0 || p.Users[0].PasswordHash != "" {
+			t.Errorf("Users = %+v, %v", p, err)
+		}
+	})
+
 	t.Run("unknown group", func(t *testing.T) {
 		_, c := g.leader(t)
 		_, err := c.Stat(ctx, 99, ns, raftmeta.Target{Path: "/"}, raftmeta.StatOptions{})

@@ -99,13 +99,30 @@ func (f *fakeShards) GRPCAddr(nodeID string) string { return f.addrs[nodeID] }
 
 // fakeShard answers every method with err. If block is set, a call waits
 // for it to close (or for its ctx). Each call reports its method on
-// entered (if set) and the timeout of WaitChanges on waits.
+// entered (if set) and the timeout of WaitChanges on waits. The methods
+// added for the gateway record their arguments (args) and answer with
+// values derived from them.
 type fakeShard struct {
 	mu      sync.Mutex
 	err     error
 	block   chan struct{}
 	entered chan string
 	waits   chan time.Duration
+	args    []any // the arguments of the last recorded call, ctx left out
+}
+
+// record keeps a call's arguments.
+func (f *fakeShard) record(args ...any) {
+	f.mu.Lock()
+	f.args = args
+	f.mu.Unlock()
+}
+
+// lastArgs returns the arguments of the last recorded call.
+func (f *fakeShard) lastArgs() []any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.args
 }
 
 func (f *fakeShard) setErr(err error) {
@@ -196,6 +213,105 @@ func (f *fakeShard) WaitChanges(ctx context.Context, ns, cursor uint64, limit in
 
 func (f *fakeShard) Prune(ctx context.Context) (*raftmeta.PruneResult, error) {
 	return nil, f.enter(ctx, methodPrune)
+}
+
+func (f *fakeShard) Referenced(ctx context.Context, ns uint64, refs []raftmeta.Sum, o raftmeta.ReadOptions) ([]bool, error) {
+	if err := f.enter(ctx, methodReferenced); err != nil {
+		return nil, err
+	}
+	f.record(ns, refs, o)
+	out := make([]bool, len(refs))
+	for i := range out {
+		out[i] = i%2 == 0
+	}
+	return out, nil
+}
+
+func (f *fakeShard) Namespace(ctx context.Context, ns uint64, o raftmeta.ReadOptions) (*raftmeta.Namespace, error) {
+	if err := f.enter(ctx, methodNamespace); err != nil {
+		return nil, err
+	}
+	f.record(ns, o)
+	return &raftmeta.Namespace{ID: ns, Owner: 2, Root: 3, Used: 42, Files: 4, Head: 5, Start: 1}, nil
+}
+
+func (f *fakeShard) Users(ctx context.Context, o raftmeta.UsersOptions) (*raftmeta.UserPage, error) {
+	if err := f.enter(ctx, methodUsers); err != nil {
+		return nil, err
+	}
+	f.record(o)
+	return &raftmeta.UserPage{Users: []raftmeta.User{{ID: 1, Name: "alice", Namespace: 2, Created: time.Unix(7, 0).UTC()}}, NextPageToken: o.PageToken + "+"}, nil
+}
+
+func (f *fakeShard) CreateUpload(ctx context.Context, requestID string, ns uint64, id, path string, state, meta []byte) (*raftmeta.Upload, error) {
+	if err := f.enter(ctx, methodCreateUpload); err != nil {
+		return nil, err
+	}
+	f.record(requestID, ns, id, path, state, meta)
+	return &raftmeta.Upload{ID: id, Namespace: ns, Path: path, Created: 1, Expires: 2, State: state, Meta: meta}, nil
+}
+
+func (f *fakeShard) AppendUpload(ctx context.Context, requestID string, ns uint64, id string, offset int64, blocks []raftmeta.Block, state []byte) (*raftmeta.Upload, error) {
+	if err := f.enter(ctx, methodAppendUpload); err != nil {
+		return nil, err
+	}
+	f.record(requestID, ns, id, offset, blocks, state)
+	size := offset
+	for _, b := range blocks {
+		size += b.Size
+	}
+	return &raftmeta.Upload{ID: id, Namespace: ns, Size: size, Blocks: len(blocks), State: state}, nil
+}
+
+func (f *fakeShard) GetUpload(ctx context.Context, ns uint64, id string, o raftmeta.ReadOptions) (*raftmeta.Upload, error) {
+	if err := f.enter(ctx, methodGetUpload); err != nil {
+		return nil, err
+	}
+	f.record(ns, id, o)
+	return &raftmeta.Upload{ID: id, Namespace: ns, Size: 9}, nil
+}
+
+func (f *fakeShard) DeleteUpload(ctx context.Context, requestID string, ns uint64, id string) error {
+	if err := f.enter(ctx, methodDeleteUpload); err != nil {
+		return err
+	}
+	f.record(requestID, ns, id)
+	return nil
+}
+
+func (f *fakeShard) RevokeToken(ctx context.Context, requestID, tokenID string, expires time.Time) error {
+	if err := f.enter(ctx, methodRevokeToken); err != nil {
+		return err
+	}
+	f.record(requestID, tokenID, expires)
+	return nil
+}
+
+func (f *fakeShard) RevokeSessions(ctx context.Context, requestID, name string) (*raftmeta.User, error) {
+	if err := f.enter(ctx, methodRevokeSessions); err != nil {
+		return nil, err
+	}
+	f.record(requestID, name)
+	return &raftmeta.User{ID: 1, Name: name, SessionsValidAfter: time.Unix(100, 5).UTC()}, nil
+}
+
+func (f *fakeShard) SessionsValidAfter(ctx context.Context, name string, o raftmeta.ReadOptions) (time.Time, error) {
+	if err := f.enter(ctx, methodSessionsValidAfter); err != nil {
+		return time.Time{}, err
+	}
+	f.record(name, o)
+	if name == "zero" {
+		return time.Time{}, nil
+	}
+	return time.Unix(200, 7).UTC(), nil
+}
+
+func (f *fakeShard) TokenRevoked(ctx context.Context, tokenID string, o raftmeta.ReadOptions) (bool, error) {
+	if err := f.enter(ctx, methodTokenRevoked); err != nil {
+		return false, err
+	}
+	f.record(tokenID, o)
+	return tokenID == "abc", nil
 }
 
 // startFake serves a fakeShard and returns it with a client of it.

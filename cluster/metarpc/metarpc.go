@@ -29,7 +29,7 @@
 // no_replica and unknown_method) as Reason. A not-leader answer adds the
 // leader's node name (metadata leader_id) and gRPC address (leader_grpc,
 // from Shards.GRPCAddr); a *raftmeta.OpError travels whole as JSON
-// (metadata op_error).
+// (metadata op_error), its Offset (offset_mismatch) included.
 //
 // The Client turns that back into an error that wraps the same sentinel
 // (errors.Is works) and keeps the server's message: an *raftmeta.OpError
@@ -39,7 +39,8 @@
 // name (Leader is empty when the answering node does not know the
 // address). Failures of the transport itself (no ErrorInfo: connection
 // refused, server gone) wrap ErrUnavailable. For a mutating call (Commit,
-// CreateUser, DeleteUser, SetPassword, SetQuota, Prune), a transport
+// CreateUser, DeleteUser, SetPassword, SetQuota, Prune, CreateUpload,
+// AppendUpload, DeleteUpload, RevokeToken, RevokeSessions), a transport
 // failure after the request may have reached the server also wraps
 // raftmeta.ErrUnknownOutcome: it may have been applied, and a retry with
 // the same request ID is safe and tells. The caller's own cancellation
@@ -51,8 +52,8 @@
 // The Client runs over any grpc.ClientConnInterface and a Pool dials with
 // the options it is given, so TLS is the caller's choice. Request bodies
 // carry passwords (CreateUser, SetPassword, Authenticate) and answers carry
-// password hashes (User): use TLS between nodes that do not share a
-// trusted network.
+// password hashes (User; Users clears them): use TLS between nodes that
+// do not share a trusted network.
 package metarpc
 
 import (
@@ -98,6 +99,18 @@ type Shard interface {
 	Changes(ctx context.Context, ns, cursor uint64, limit int, o raftmeta.ReadOptions) (*raftmeta.ChangesPage, error)
 	WaitChanges(ctx context.Context, ns, cursor uint64, limit int, timeout time.Duration, o raftmeta.ReadOptions) (*raftmeta.ChangesPage, error)
 	Prune(ctx context.Context) (*raftmeta.PruneResult, error)
+
+	Referenced(ctx context.Context, ns uint64, refs []raftmeta.Sum, o raftmeta.ReadOptions) ([]bool, error)
+	Namespace(ctx context.Context, ns uint64, o raftmeta.ReadOptions) (*raftmeta.Namespace, error)
+	Users(ctx context.Context, o raftmeta.UsersOptions) (*raftmeta.UserPage, error)
+	CreateUpload(ctx context.Context, requestID string, ns uint64, id, path string, state, meta []byte) (*raftmeta.Upload, error)
+	AppendUpload(ctx context.Context, requestID string, ns uint64, id string, offset int64, blocks []raftmeta.Block, state []byte) (*raftmeta.Upload, error)
+	GetUpload(ctx context.Context, ns uint64, id string, o raftmeta.ReadOptions) (*raftmeta.Upload, error)
+	DeleteUpload(ctx context.Context, requestID string, ns uint64, id string) error
+	RevokeToken(ctx context.Context, requestID, tokenID string, expires time.Time) error
+	RevokeSessions(ctx context.Context, requestID, name string) (*raftmeta.User, error)
+	SessionsValidAfter(ctx context.Context, name string, o raftmeta.ReadOptions) (time.Time, error)
+	TokenRevoked(ctx context.Context, tokenID string, o raftmeta.ReadOptions) (bool, error)
 }
 
 // The method names on the wire.
@@ -115,6 +128,18 @@ const (
 	methodChanges      = "Changes"
 	methodWaitChanges  = "WaitChanges"
 	methodPrune        = "Prune"
+
+	methodReferenced         = "Referenced"
+	methodNamespace          = "Namespace"
+	methodUsers              = "Users"
+	methodCreateUpload       = "CreateUpload"
+	methodAppendUpload       = "AppendUpload"
+	methodGetUpload          = "GetUpload"
+	methodDeleteUpload       = "DeleteUpload"
+	methodRevokeToken        = "RevokeToken"
+	methodRevokeSessions     = "RevokeSessions"
+	methodSessionsValidAfter = "SessionsValidAfter"
+	methodTokenRevoked       = "TokenRevoked"
 )
 
 // The request bodies of the methods whose arguments are not one raftmeta
@@ -161,5 +186,48 @@ type (
 		Timeout time.Duration        `json:"timeout,omitempty"`
 		Options raftmeta.ReadOptions `json:"options"`
 	}
-	emptyBody struct{}
+	emptyBody      struct{}
+	referencedBody struct {
+		Namespace uint64               `json:"namespace"`
+		Refs      []raftmeta.Sum       `json:"refs"`
+		Options   raftmeta.ReadOptions `json:"options"`
+	}
+	namespaceBody struct {
+		Namespace uint64               `json:"namespace"`
+		Options   raftmeta.ReadOptions `json:"options"`
+	}
+	usersBody struct {
+		Options raftmeta.UsersOptions `json:"options"`
+	}
+	createUploadBody struct {
+		Namespace uint64 `json:"namespace"`
+		ID        string `json:"id"`
+		Path      string `json:"path"`
+		State     []byte `json:"state,omitempty"`
+		Meta      []byte `json:"meta,omitempty"`
+	}
+	appendUploadBody struct {
+		Namespace uint64           `json:"namespace"`
+		ID        string           `json:"id"`
+		Offset    int64            `json:"offset"`
+		Blocks    []raftmeta.Block `json:"blocks,omitempty"`
+		State     []byte           `json:"state,omitempty"`
+	}
+	uploadBody struct {
+		Namespace uint64 `json:"namespace"`
+		ID        string `json:"id"`
+	}
+	getUploadBody struct {
+		Namespace uint64               `json:"namespace"`
+		ID        string               `json:"id"`
+		Options   raftmeta.ReadOptions `json:"options"`
+	}
+	revokeTokenBody struct {
+		TokenID string    `json:"token_id"`
+		Expires time.Time `json:"expires"`
+	}
+	tokenBody struct {
+		TokenID string               `json:"token_id"`
+		Options raftmeta.ReadOptions `json:"options"`
+	}
 )

@@ -181,6 +181,39 @@ var handlers = map[string]handler{
 	methodPrune: handle(func(ctx context.Context, sh Shard, _ string, _ *emptyBody) (any, error) {
 		return nilIfErr(sh.Prune(ctx))
 	}),
+	methodReferenced: handle(func(ctx context.Context, sh Shard, _ string, r *referencedBody) (any, error) {
+		return nilIfErr(sh.Referenced(ctx, r.Namespace, r.Refs, r.Options))
+	}),
+	methodNamespace: handle(func(ctx context.Context, sh Shard, _ string, r *namespaceBody) (any, error) {
+		return nilIfErr(sh.Namespace(ctx, r.Namespace, r.Options))
+	}),
+	methodUsers: handle(func(ctx context.Context, sh Shard, _ string, r *usersBody) (any, error) {
+		return nilIfErr(sh.Users(ctx, r.Options))
+	}),
+	methodCreateUpload: handle(func(ctx context.Context, sh Shard, rid string, r *createUploadBody) (any, error) {
+		return nilIfErr(sh.CreateUpload(ctx, rid, r.Namespace, r.ID, r.Path, r.State, r.Meta))
+	}),
+	methodAppendUpload: handle(func(ctx context.Context, sh Shard, rid string, r *appendUploadBody) (any, error) {
+		return nilIfErr(sh.AppendUpload(ctx, rid, r.Namespace, r.ID, r.Offset, r.Blocks, r.State))
+	}),
+	methodGetUpload: handle(func(ctx context.Context, sh Shard, _ string, r *getUploadBody) (any, error) {
+		return nilIfErr(sh.GetUpload(ctx, r.Namespace, r.ID, r.Options))
+	}),
+	methodDeleteUpload: handle(func(ctx context.Context, sh Shard, rid string, r *uploadBody) (any, error) {
+		return nil, sh.DeleteUpload(ctx, rid, r.Namespace, r.ID)
+	}),
+	methodRevokeToken: handle(func(ctx context.Context, sh Shard, rid string, r *revokeTokenBody) (any, error) {
+		return nil, sh.RevokeToken(ctx, rid, r.TokenID, r.Expires)
+	}),
+	methodRevokeSessions: handle(func(ctx context.Context, sh Shard, rid string, r *nameBody) (any, error) {
+		return nilIfErr(sh.RevokeSessions(ctx, rid, r.Name))
+	}),
+	methodSessionsValidAfter: handle(func(ctx context.Context, sh Shard, _ string, r *userBody) (any, error) {
+		return nilIfErr(sh.SessionsValidAfter(ctx, r.Name, r.Options))
+	}),
+	methodTokenRevoked: handle(func(ctx context.Context, sh Shard, _ string, r *tokenBody) (any, error) {
+		return nilIfErr(sh.TokenRevoked(ctx, r.TokenID, r.Options))
+	}),
 }
 
 // nilIfErr returns (nil, err) when err is set, so that a failed call's

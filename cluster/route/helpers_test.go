@@ -72,6 +72,100 @@ func (h hookShard) Commit(ctx context.Context, r raftmeta.CommitRequest) (*raftm
 	return h.Shard.Commit(ctx, r)
 }
 
+// hangHere makes a call hang (until its ctx ends) after reporting label
+// on entered, while the group's hang is set.
+func (g *testGroup) hangHere(ctx context.Context, label string) error {
+	if !g.hang.Load() {
+		return nil
+	}
+	select {
+	case g.entered <- label:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// The methods added for the gateway hang like Commit, each reporting its
+// name.
+
+func (h hookShard) Referenced(ctx context.Context, ns uint64, refs []raftmeta.Sum, o raftmeta.ReadOptions) ([]bool, error) {
+	if err := h.g.hangHere(ctx, "Referenced"); err != nil {
+		return nil, err
+	}
+	return h.Shard.Referenced(ctx, ns, refs, o)
+}
+
+func (h hookShard) Namespace(ctx context.Context, ns uint64, o raftmeta.ReadOptions) (*raftmeta.Namespace, error) {
+	if err := h.g.hangHere(ctx, "Namespace"); err != nil {
+		return nil, err
+	}
+	return h.Shard.Namespace(ctx, ns, o)
+}
+
+func (h hookShard) Users(ctx context.Context, o raftmeta.UsersOptions) (*raftmeta.UserPage, error) {
+	if err := h.g.hangHere(ctx, "Users"); err != nil {
+		return nil, err
+	}
+	return h.Shard.Users(ctx, o)
+}
+
+func (h hookShard) CreateUpload(ctx context.Context, requestID string, ns uint64, id, path string, state, meta []byte) (*raftmeta.Upload, error) {
+	if err := h.g.hangHere(ctx, "CreateUpload"); err != nil {
+		return nil, err
+	}
+	return h.Shard.CreateUpload(ctx, requestID, ns, id, path, state, meta)
+}
+
+func (h hookShard) AppendUpload(ctx context.Context, requestID string, ns uint64, id string, offset int64, blocks []raftmeta.Block, state []byte) (*raftmeta.Upload, error) {
+	if err := h.g.hangHere(ctx, "AppendUpload"); err != nil {
+		return nil, err
+	}
+	return h.Shard.AppendUpload(ctx, requestID, ns, id, offset, blocks, state)
+}
+
+func (h hookShard) GetUpload(ctx context.Context, ns uint64, id string, o raftmeta.ReadOptions) (*raftmeta.Upload, error) {
+	if err := h.g.hangHere(ctx, "GetUpload"); err != nil {
+		return nil, err
+	}
+	return h.Shard.GetUpload(ctx, ns, id, o)
+}
+
+func (h hookShard) DeleteUpload(ctx context.Context, requestID string, ns uint64, id string) error {
+	if err := h.g.hangHere(ctx, "DeleteUpload"); err != nil {
+		return err
+	}
+	return h.Shard.DeleteUpload(ctx, requestID, ns, id)
+}
+
+func (h hookShard) RevokeToken(ctx context.Context, requestID, tokenID string, expires time.Time) error {
+	if err := h.g.hangHere(ctx, "RevokeToken"); err != nil {
+		return err
+	}
+	return h.Shard.RevokeToken(ctx, requestID, tokenID, expires)
+}
+
+func (h hookShard) RevokeSessions(ctx context.Context, requestID, name string) (*raftmeta.User, error) {
+	if err := h.g.hangHere(ctx, "RevokeSessions"); err != nil {
+		return nil, err
+	}
+	return h.Shard.RevokeSessions(ctx, requestID, name)
+}
+
+func (h hookShard) SessionsValidAfter(ctx context.Context, name string, o raftmeta.ReadOptions) (time.Time, error) {
+	if err := h.g.hangHere(ctx, "SessionsValidAfter"); err != nil {
+		return time.Time{}, err
+	}
+	return h.Shard.SessionsValidAfter(ctx, name, o)
+}
+
+func (h hookShard) TokenRevoked(ctx context.Context, tokenID string, o raftmeta.ReadOptions) (bool, error) {
+	if err := h.g.hangHere(ctx, "TokenRevoked"); err != nil {
+		return false, err
+	}
+	return h.Shard.TokenRevoked(ctx, tokenID, o)
+}
+
 // groupShards serves replica i of the test group as group 1.
 type groupShards struct {
 	g *testGroup

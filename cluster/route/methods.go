@@ -136,3 +136,113 @@ func (r *Router) Prune(ctx context.Context, group uint64) (*raftmeta.PruneResult
 	})
 	return res, err
 }
+
+// Referenced is metarpc.Client.Referenced on group's leader.
+func (r *Router) Referenced(ctx context.Context, group, ns uint64, refs []raftmeta.Sum, o raftmeta.ReadOptions) ([]bool, error) {
+	var out []bool
+	err := r.do(ctx, group, "Referenced", false, 0, func(ctx context.Context, c *metarpc.Client) (err error) {
+		out, err = c.Referenced(ctx, group, ns, refs, o)
+		return err
+	})
+	return out, err
+}
+
+// Namespace is metarpc.Client.Namespace on group's leader.
+func (r *Router) Namespace(ctx context.Context, group, ns uint64, o raftmeta.ReadOptions) (*raftmeta.Namespace, error) {
+	var n *raftmeta.Namespace
+	err := r.do(ctx, group, "Namespace", false, 0, func(ctx context.Context, c *metarpc.Client) (err error) {
+		n, err = c.Namespace(ctx, group, ns, o)
+		return err
+	})
+	return n, err
+}
+
+// Users is metarpc.Client.Users on group's leader.
+func (r *Router) Users(ctx context.Context, group uint64, o raftmeta.UsersOptions) (*raftmeta.UserPage, error) {
+	var p *raftmeta.UserPage
+	err := r.do(ctx, group, "Users", false, 0, func(ctx context.Context, c *metarpc.Client) (err error) {
+		p, err = c.Users(ctx, group, o)
+		return err
+	})
+	return p, err
+}
+
+// CreateUpload is metarpc.Client.CreateUpload on group's leader
+// (mutating: every attempt sends the same request ID).
+func (r *Router) CreateUpload(ctx context.Context, group uint64, requestID string, ns uint64, id, path string, state, meta []byte) (*raftmeta.Upload, error) {
+	var u *raftmeta.Upload
+	err := r.do(ctx, group, "CreateUpload", true, 0, func(ctx context.Context, c *metarpc.Client) (err error) {
+		u, err = c.CreateUpload(ctx, group, requestID, ns, id, path, state, meta)
+		return err
+	})
+	return u, err
+}
+
+// AppendUpload is metarpc.Client.AppendUpload on group's leader
+// (mutating: every attempt sends the same request ID, so a retry after an
+// unknown outcome returns the first result, not an offset mismatch).
+func (r *Router) AppendUpload(ctx context.Context, group uint64, requestID string, ns uint64, id string, offset int64, blocks []raftmeta.Block, state []byte) (*raftmeta.Upload, error) {
+	var u *raftmeta.Upload
+	err := r.do(ctx, group, "AppendUpload", true, 0, func(ctx context.Context, c *metarpc.Client) (err error) {
+		u, err = c.AppendUpload(ctx, group, requestID, ns, id, offset, blocks, state)
+		return err
+	})
+	return u, err
+}
+
+// GetUpload is metarpc.Client.GetUpload on group's leader.
+func (r *Router) GetUpload(ctx context.Context, group, ns uint64, id string, o raftmeta.ReadOptions) (*raftmeta.Upload, error) {
+	var u *raftmeta.Upload
+	err := r.do(ctx, group, "GetUpload", false, 0, func(ctx context.Context, c *metarpc.Client) (err error) {
+		u, err = c.GetUpload(ctx, group, ns, id, o)
+		return err
+	})
+	return u, err
+}
+
+// DeleteUpload is metarpc.Client.DeleteUpload on group's leader
+// (mutating).
+func (r *Router) DeleteUpload(ctx context.Context, group uint64, requestID string, ns uint64, id string) error {
+	return r.do(ctx, group, "DeleteUpload", true, 0, func(ctx context.Context, c *metarpc.Client) error {
+		return c.DeleteUpload(ctx, group, requestID, ns, id)
+	})
+}
+
+// RevokeToken is metarpc.Client.RevokeToken on group's leader (mutating).
+func (r *Router) RevokeToken(ctx context.Context, group uint64, requestID, tokenID string, expires time.Time) error {
+	return r.do(ctx, group, "RevokeToken", true, 0, func(ctx context.Context, c *metarpc.Client) error {
+		return c.RevokeToken(ctx, group, requestID, tokenID, expires)
+	})
+}
+
+// RevokeSessions is metarpc.Client.RevokeSessions on group's leader
+// (mutating).
+func (r *Router) RevokeSessions(ctx context.Context, group uint64, requestID, name string) (*raftmeta.User, error) {
+	var u *raftmeta.User
+	err := r.do(ctx, group, "RevokeSessions", true, 0, func(ctx context.Context, c *metarpc.Client) (err error) {
+		u, err = c.RevokeSessions(ctx, group, requestID, name)
+		return err
+	})
+	return u, err
+}
+
+// SessionsValidAfter is metarpc.Client.SessionsValidAfter on group's
+// leader.
+func (r *Router) SessionsValidAfter(ctx context.Context, group uint64, name string, o raftmeta.ReadOptions) (time.Time, error) {
+	var at time.Time
+	err := r.do(ctx, group, "SessionsValidAfter", false, 0, func(ctx context.Context, c *metarpc.Client) (err error) {
+		at, err = c.SessionsValidAfter(ctx, group, name, o)
+		return err
+	})
+	return at, err
+}
+
+// TokenRevoked is metarpc.Client.TokenRevoked on group's leader.
+func (r *Router) TokenRevoked(ctx context.Context, group uint64, tokenID string, o raftmeta.ReadOptions) (bool, error) {
+	var revoked bool
+	err := r.do(ctx, group, "TokenRevoked", false, 0, func(ctx context.Context, c *metarpc.Client) (err error) {
+		revoked, err = c.TokenRevoked(ctx, group, tokenID, o)
+		return err
+	})
+	return revoked, err
+}

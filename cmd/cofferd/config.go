@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/coffer-dev/coffer/cluster"
+	"github.com/coffer-dev/coffer/gateway"
 )
 
 // nodeOptions is what `cofferd` (the node) reads beyond cluster.Config.
@@ -78,6 +79,8 @@ var cfgOptions = []cfgOption{
 	{name: "group-replicas", arg: "N", def: strconv.Itoa(cluster.DefaultGroupReplicas), help: "voters per Raft group", kind: cfgInt},
 	{name: "block-replicas", arg: "R", def: strconv.Itoa(cluster.DefaultBlockR), help: "replicas per block", kind: cfgInt},
 	{name: "block-write-quorum", arg: "W", def: strconv.Itoa(cluster.DefaultBlockW), help: "block replicas that acknowledge a write", kind: cfgInt},
+	{name: "max-file-size", arg: "BYTES", def: strconv.FormatInt(gateway.DefaultMaxFileSize, 10), help: "largest file the gateway accepts", kind: cfgInt},
+	{name: "block-cache", arg: "BYTES", def: strconv.FormatInt(gateway.DefaultBlockCache, 10), help: "gateway's in-memory block cache (-1: none)", kind: cfgInt},
 	{name: "admin-password", arg: "PASSWORD", def: "generated", help: "first admin's password (used when bootstrapping)"},
 	{name: "gossip-key", arg: "BASE64", help: "gossip encryption key: base64 of 16, 24 or 32 bytes", kind: cfgBase64},
 	{name: "tls-ca", arg: "FILE", help: "cluster CA (PEM); the three tls options go together"},
@@ -217,6 +220,10 @@ func loadConfig(args []string, getenv func(string) string) (cluster.Config, node
 		BlockR:          num("block-replicas", cluster.DefaultBlockR),
 		BlockW:          num("block-write-quorum", cluster.DefaultBlockW),
 		AdminPassword:   str("admin-password", ""),
+		Gateway: gateway.Config{
+			MaxFileSize: int64(num("max-file-size", 0)),
+			BlockCache:  int64(num("block-cache", 0)),
+		},
 	}
 	if v, ok := get("name"); ok {
 		cfg.Name = v.(string)
@@ -375,6 +382,8 @@ type cfgFile struct {
 	GroupReplicas    *string   `yaml:"group_replicas"`
 	BlockReplicas    *string   `yaml:"block_replicas"`
 	BlockWriteQuorum *string   `yaml:"block_write_quorum"`
+	MaxFileSize      *string   `yaml:"max_file_size"`
+	BlockCache       *string   `yaml:"block_cache"`
 	AdminPassword    *string   `yaml:"admin_password"`
 	GossipKey        *string   `yaml:"gossip_key"`
 	TLS              *struct {
@@ -436,6 +445,8 @@ func readConfigFile(path string) (map[string]cfgRaw, []error) {
 	put("group-replicas", f.GroupReplicas)
 	put("block-replicas", f.BlockReplicas)
 	put("block-write-quorum", f.BlockWriteQuorum)
+	put("max-file-size", f.MaxFileSize)
+	put("block-cache", f.BlockCache)
 	put("admin-password", f.AdminPassword)
 	put("gossip-key", f.GossipKey)
 	if f.TLS != nil {

@@ -1,0 +1,258 @@
+package gateway
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coffer-dev/coffer/blockstore"
+	"github.com/coffer-dev/coffer/gateway/auth"
+	"github.com/coffer-dev/coffer/internal/wire"
+	"github.com/coffer-dev/coffer/raftmeta"
+)
+
+// Block receipts. A commit may name a block its namespace does not
+// reference yet only with a receipt for it: proof that this user uploaded
+// the bytes (PUT /v1/blocks/{ref}) and that W block nodes stored them.
+// Without it, a user who knew a block's hash could name someone else's
+// content in a commit and then read it. A receipt is
+//
+//	"r1." + base64url(ns 8 bytes | ref 32 bytes | size 8 | expires 8 | HMAC-SHA256 16 bytes)
+//
+// keyed by a key derived from the cluster's signing key, so any gateway
+// checks it without state.
+
+const receiptVersion = "r1."
+
+func receiptKey(signingKey []byte) []byte {
+	m := hmac.New(sha256.New, signingKey)
+	m.Write([]byte("coffer block receipt v1"))
+	return m.Sum(nil)
+}
+
+func receiptMAC(key []byte, body []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(body)
+	return m.Sum(nil)[:16]
+}
+
+// makeReceipt signs a receipt for ref in ns.
+func makeReceipt(key []byte, ns uint64, ref blockstore.Ref, size int64, expires time.Time) string {
+	b := make([]byte, 0, 56+16)
+	b = binary.BigEndian.AppendUint64(b, ns)
+	b = append(b, ref[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(size))
+	b = binary.BigEndian.AppendUint64(b, uint64(expires.Unix()))
+	b = append(b, receiptMAC(key, b)...)
+	return receiptVersion + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// checkReceipt returns the ref and size a receipt vouches for in ns.
+func checkReceipt(key []byte, ns uint64, rc string, now time.Time) (raftmeta.Sum, int64, error) {
+	bad := func(why string) (raftmeta.Sum, int64, error) {
+		return raftmeta.Sum{}, 0, fmt.Errorf("%w: receipt %.24q…: %s", raftmeta.ErrInvalidArgument, rc, why)
+	}
+	if !strings.HasPrefix(rc, receiptVersion) {
+		return bad("unknown version")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(rc[len(receiptVersion):])
+	if err != nil || len(b) != 72 {
+		return bad("malformed")
+	}
+	body, mac := b[:56], b[56:]
+	if !hmac.Equal(mac, receiptMAC(key, body)) {
+		return bad("bad signature")
+	}
+	if binary.BigEndian.Uint64(body) != ns {
+		return bad("issued to another user")
+	}
+	if time.Unix(int64(binary.BigEndian.Uint64(body[48:])), 0).Before(now) {
+		return bad("expired: upload the block again")
+	}
+	var ref raftmeta.Sum
+	copy(ref[:], body[8:40])
+	return ref, int64(binary.BigEndian.Uint64(body[40:48])), nil
+}
+
+// maxBlockBody bounds PUT /v1/blocks: the largest block plus nothing.
+const maxBlockBody = blockstore.DefaultMaxBlockSize
+
+func (s *Server) putBlock(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	ref, err := blockstore.ParseRef(r.PathValue("ref"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_ref", err.Error())
+		return
+	}
+	if r.ContentLength > maxBlockBody {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a block is at most %d bytes", maxBlockBody))
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBlockBody+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_argument", "reading the block: "+err.Error())
+		return
+	}
+	if len(data) > maxBlockBody {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a block is at most %d bytes", maxBlockBody))
+		return
+	}
+	if blockstore.Sum(data) != ref {
+		writeError(w, http.StatusBadRequest, "hash_mismatch", "the body's SHA-256 is not the ref")
+		return
+	}
+	if _, err := s.getSigner(r.Context()); err != nil {
+		retryAfter(w, time.Second)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster key is not available yet")
+		return
+	}
+	ctx, cancel := s.callCtx(r)
+	defer cancel()
+	if err := s.cfg.Blocks.Put(ctx, ref, data); err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	if s.cache != nil {
+		s.cache.Add(ref, data)
+	}
+	rc := makeReceipt(s.receiptKey(), cl.Namespace, ref, int64(len(data)), s.cfg.Now().Add(ReceiptTTL))
+	wire.WriteJSON(w, http.StatusOK, wire.BlockReceipt{Ref: ref.String(), Size: int64(len(data)), Receipt: rc})
+}
+
+func (s *Server) receiptKey() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rcpt
+}
+
+// maxMissingRefs bounds one POST /v1/blocks/missing.
+const maxMissingRefs = raftmeta.MaxRefsPerQuery
+
+// missingBlocks answers which refs the caller must upload: those its own
+// namespace does not reference. Whether another user stores the same bytes
+// is never consulted, so the answer reveals nothing about them.
+func (s *Server) missingBlocks(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	var req wire.MissingRequest
+	if !decodeJSON(w, r, s.cfg.MaxJSONBody, &req) {
+		return
+	}
+	if len(req.Refs) > maxMissingRefs {
+		writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("at most %d refs per request", maxMissingRefs))
+		return
+	}
+	sums := make([]raftmeta.Sum, len(req.Refs))
+	for i, h := range req.Refs {
+		sum, err := raftmeta.ParseSum(h)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_ref", fmt.Sprintf("refs[%d]: %v", i, err))
+			return
+		}
+		sums[i] = sum
+	}
+	ctx, cancel := s.callCtx(r)
+	defer cancel()
+	have, err := s.referenced(ctx, cl, sums)
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	out := wire.MissingResponse{Missing: []string{}}
+	for i, ok := range have {
+		if !ok {
+			out.Missing = append(out.Missing, req.Refs[i])
+		}
+	}
+	wire.WriteJSON(w, http.StatusOK, out)
+}
+
+// referenced asks the caller's shard which refs its namespace references
+// (deduplicated, in batches the shard accepts).
+func (s *Server) referenced(ctx context.Context, cl auth.Claims, refs []raftmeta.Sum) ([]bool, error) {
+	out := make([]bool, len(refs))
+	for lo := 0; lo < len(refs); lo += raftmeta.MaxRefsPerQuery {
+		hi := min(len(refs), lo+raftmeta.MaxRefsPerQuery)
+		have, err := s.cfg.Meta.Referenced(ctx, cl.Shard, cl.Namespace, refs[lo:hi], raftmeta.ReadOptions{})
+		if err != nil {
+			return nil, err
+		}
+		copy(out[lo:hi], have)
+	}
+	return out, nil
+}
+
+// checkBlocks verifies that the caller may name every block of ops: each
+// is referenced by the caller's namespace already, or covered by one of
+// receipts with the same size. It returns an error wrapping
+// raftmeta.ErrInvalidArgument (or ErrNotFound for a block with no receipt).
+func (s *Server) checkBlocks(ctx context.Context, cl auth.Claims, ops []raftmeta.Op, receipts []string) error {
+	var refs []raftmeta.Sum
+	sizes := map[raftmeta.Sum]int64{}
+	for _, op := range ops {
+		for _, b := range op.Blocks {
+			if sz, ok := sizes[b.Ref]; ok {
+				if sz != b.Size {
+					return fmt.Errorf("%w: block %s is named with two sizes", raftmeta.ErrInvalidArgument, b.Ref)
+				}
+				continue
+			}
+			sizes[b.Ref] = b.Size
+			refs = append(refs, b.Ref)
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	vouched := map[raftmeta.Sum]int64{}
+	key := s.receiptKey()
+	now := s.cfg.Now()
+	for _, rc := range receipts {
+		ref, size, err := checkReceipt(key, cl.Namespace, rc, now)
+		if err != nil {
+			return err
+		}
+		vouched[ref] = size
+	}
+	var ask []raftmeta.Sum
+	for _, ref := range refs {
+		if size, ok := vouched[ref]; ok {
+			if size != sizes[ref] {
+				return fmt.Errorf("%w: block %s has %d bytes, not %d", raftmeta.ErrInvalidArgument, ref, size, sizes[ref])
+			}
+			continue
+		}
+		ask = append(ask, ref)
+	}
+	if len(ask) == 0 {
+		return nil
+	}
+	have, err := s.referenced(ctx, cl, ask)
+	if err != nil {
+		return err
+	}
+	for i, ok := range have {
+		if !ok {
+			return &raftmeta.OpError{Code: raftmeta.CodeNotFound, Op: -1, Message: "block " + ask[i].String() +
+				" was not uploaded: PUT /v1/blocks/" + ask[i].String() + " and pass its receipt"}
+		}
+	}
+	return nil
+}
+
+// parseRev parses a revision number in a header or query ("7" or the
+// ETag form "\"7\"").
+func parseRev(v string) (uint64, error) {
+	v = strings.TrimPrefix(strings.TrimSpace(v), "W/")
+	v = strings.Trim(v, `"`)
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%w: %q is not a revision number", raftmeta.ErrInvalidArgument, v)
+	}
+	return n, nil
+}

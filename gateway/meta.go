@@ -1,0 +1,206 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coffer-dev/coffer/gateway/auth"
+	"github.com/coffer-dev/coffer/internal/wire"
+	"github.com/coffer-dev/coffer/raftmeta"
+)
+
+// queryBool reads a boolean query parameter ("1", "true").
+func queryBool(r *http.Request, name string) bool {
+	v := r.URL.Query().Get(name)
+	return v == "1" || v == "true"
+}
+
+// queryInt reads a non-negative integer query parameter (0 if absent); on
+// a bad value it has answered 400.
+func queryInt(w http.ResponseWriter, r *http.Request, name string) (int, bool) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("%s must be a non-negative integer", name))
+		return 0, false
+	}
+	return n, true
+}
+
+// target reads the file a request names: ?id=N, else the route's path.
+func target(w http.ResponseWriter, r *http.Request) (raftmeta.Target, bool) {
+	if v := r.URL.Query().Get("id"); v != "" {
+		id, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || id == 0 {
+			writeError(w, http.StatusBadRequest, "invalid_argument", "id must be a node ID")
+			return raftmeta.Target{}, false
+		}
+		return raftmeta.Target{ID: id}, true
+	}
+	p, ok := filePath(w, r)
+	return raftmeta.Target{Path: p}, ok
+}
+
+// stat answers a file's or folder's entry (?deleted=1: a deleted one too).
+func (s *Server) stat(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	t, ok := target(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.callCtx(r)
+	defer cancel()
+	e, err := s.cfg.Meta.Stat(ctx, cl.Shard, cl.Namespace, t, raftmeta.StatOptions{IncludeDeleted: queryBool(r, "deleted")})
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", etag(e.Rev))
+	wire.WriteJSON(w, http.StatusOK, e)
+}
+
+// list answers a page of a folder (?recursive=1, ?deleted=1, ?limit=N,
+// ?page_token=…).
+func (s *Server) list(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	t, ok := target(w, r)
+	if !ok {
+		return
+	}
+	limit, ok := queryInt(w, r, "limit")
+	if !ok {
+		return
+	}
+	o := raftmeta.ListOptions{Recursive: queryBool(r, "recursive"), IncludeDeleted: queryBool(r, "deleted"),
+		Limit: limit, PageToken: r.URL.Query().Get("page_token")}
+	ctx, cancel := s.callCtx(r)
+	defer cancel()
+	p, err := s.cfg.Meta.List(ctx, cl.Shard, cl.Namespace, t, o)
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) mkdir(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	p, ok := filePath(w, r)
+	if !ok {
+		return
+	}
+	s.commitOne(w, r, cl, raftmeta.Op{Kind: raftmeta.OpMkdir, Path: p, Mtime: s.cfg.Now().UnixNano(), Mode: 0o755}, http.StatusCreated)
+}
+
+func (s *Server) move(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	var req wire.MoveRequest
+	if !decodeJSON(w, r, s.cfg.MaxJSONBody, &req) {
+		return
+	}
+	s.commitOne(w, r, cl, raftmeta.Op{Kind: raftmeta.OpMove, Path: req.From, To: req.To, IfMatch: req.IfMatch}, http.StatusOK)
+}
+
+// history answers a file's revisions, newest first, deletions included
+// (?limit=N, ?id=N for a node whose path is taken).
+func (s *Server) history(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	t, ok := target(w, r)
+	if !ok {
+		return
+	}
+	limit, ok := queryInt(w, r, "limit")
+	if !ok {
+		return
+	}
+	ctx, cancel := s.callCtx(r)
+	defer cancel()
+	revs, err := s.cfg.Meta.History(ctx, cl.Shard, cl.Namespace, t, raftmeta.HistoryOptions{Limit: limit})
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, map[string]any{"revisions": revs})
+}
+
+// restore brings back a revision of a file (a deleted one too) as a new
+// revision; restoring is itself undoable.
+func (s *Server) restore(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	var req wire.RestoreRequest
+	if !decodeJSON(w, r, s.cfg.MaxJSONBody, &req) {
+		return
+	}
+	if req.Rev == 0 || (req.Path == "" && req.ID == 0) {
+		writeError(w, http.StatusBadRequest, "invalid_argument", "a restore needs rev and a path or an id")
+		return
+	}
+	op := raftmeta.Op{Kind: raftmeta.OpRestore, Path: req.Path, NodeID: req.ID, Rev: req.Rev, IfMatch: req.IfMatch}
+	if req.ID != 0 && req.To != "" {
+		op.Path = req.To
+	}
+	s.commitOne(w, r, cl, op, http.StatusOK)
+}
+
+// commit applies a batch of ops atomically. Every block a put names must
+// be referenced by the caller's namespace already or come with a receipt
+// from PUT /v1/blocks.
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	var req wire.CommitRequest
+	if !decodeJSON(w, r, s.cfg.MaxJSONBody, &req) {
+		return
+	}
+	ops := make([]raftmeta.Op, len(req.Ops))
+	for i, o := range req.Ops {
+		op, err := opFromWire(o)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("ops[%d]: %v", i, err))
+			return
+		}
+		ops[i] = op
+	}
+	rid, ok := requestID(w, r, cl)
+	if !ok {
+		return
+	}
+	if _, err := s.getSigner(r.Context()); err != nil {
+		retryAfter(w, time.Second)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster key is not available yet")
+		return
+	}
+	ctx, cancel := s.callCtx(r)
+	defer cancel()
+	if err := s.checkBlocks(ctx, cl, ops, req.Receipts); err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	res, err := s.cfg.Meta.Commit(ctx, cl.Shard, raftmeta.CommitRequest{RequestID: rid, Namespace: cl.Namespace, Ops: ops})
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	wire.WriteJSON(w, http.StatusOK, res)
+}
+
+// opFromWire converts a wire op, parsing its hashes.
+func opFromWire(o wire.Op) (raftmeta.Op, error) {
+	op := raftmeta.Op{Kind: raftmeta.OpKind(o.Kind), Path: o.Path, To: o.To, NodeID: o.NodeID, IfMatch: o.IfMatch,
+		IfNoneMatch: o.IfNoneMatch, Rev: o.Rev, Size: o.Size, Mtime: o.Mtime, Mode: o.Mode}
+	if o.Hash != "" {
+		h, err := raftmeta.ParseSum(o.Hash)
+		if err != nil {
+			return op, fmt.Errorf("hash: %w", err)
+		}
+		op.Hash = h
+	}
+	if len(o.Blocks) > 0 {
+		op.Blocks = make([]raftmeta.Block, len(o.Blocks))
+		for i, b := range o.Blocks {
+			ref, err := raftmeta.ParseSum(b.Ref)
+			if err != nil {
+				return op, fmt.Errorf("blocks[%d]: %w", i, err)
+			}
+			op.Blocks[i] = raftmeta.Block{Ref: ref, Size: b.Size}
+		}
+	}
+	return op, nil
+}

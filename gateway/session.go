@@ -1,0 +1,299 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coffer-dev/coffer/gateway/auth"
+	"github.com/coffer-dev/coffer/internal/wire"
+	"github.com/coffer-dev/coffer/raftmeta"
+)
+
+// maxLoginBody bounds a login request body.
+const maxLoginBody = 4 << 10
+
+// LoginRequest is the body of POST /v1/login.
+type LoginRequest struct {
+	Name     string `json:"name"`
+	Password string `json:"password"`
+}
+
+// LoginResponse answers POST /v1/login (and POST /v1/password, which
+// issues a fresh token: the change ends every other session).
+type LoginResponse struct {
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+	User    string    `json:"user"`
+	Admin   bool      `json:"admin"`
+}
+
+// Whoami answers GET /v1/whoami.
+type Whoami struct {
+	User      string    `json:"user"`
+	Admin     bool      `json:"admin"`
+	Shard     uint64    `json:"shard"`
+	Namespace uint64    `json:"namespace"`
+	Expires   time.Time `json:"expires,omitzero"`
+	Quota     int64     `json:"quota"` // bytes; 0: unlimited
+	Used      int64     `json:"used"`
+	Files     int64     `json:"files"`
+	Cursor    uint64    `json:"cursor"` // the change feed's head
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var req LoginRequest
+	if !decodeJSON(w, r, maxLoginBody, &req) {
+		return
+	}
+	if req.Name == "" {
+		writeError(w, http.StatusBadRequest, "invalid_argument", `the body must be {"name": …, "password": …}`)
+		return
+	}
+	u, err := s.checkPassword(r, req.Name, req.Password, w)
+	if err != nil {
+		return // answered
+	}
+	s.issue(w, r, u, time.Time{})
+}
+
+// issue answers with a new session token for u (and sets the cookie).
+// notBefore, if set, is a revocation cut-off the token must follow.
+func (s *Server) issue(w http.ResponseWriter, r *http.Request, u *raftmeta.User, notBefore time.Time) {
+	sg, err := s.getSigner(r.Context())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet: "+err.Error())
+		return
+	}
+	shard, ok := s.shardOf(w, u.Name)
+	if !ok {
+		return
+	}
+	cl := auth.Claims{User: u.Name, UserID: u.ID, Shard: shard, Namespace: u.Namespace, Admin: u.Admin}
+	if !notBefore.IsZero() {
+		// The checker refuses tokens issued in the cut-off's second.
+		cl.IssuedAt = notBefore.Truncate(time.Second).Add(time.Second)
+	}
+	tok, full, err := sg.Issue(cl)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", "could not issue a token")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", Expires: full.Expires,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	wire.WriteJSON(w, http.StatusOK, LoginResponse{Token: tok, Expires: full.Expires, User: u.Name, Admin: u.Admin})
+}
+
+// logout ends the caller's session (revokes its token); with ?all=1 every
+// session of the user. A Basic-auth caller has no session: ?all=1 still
+// works, a plain logout changes nothing.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	rid, ok := requestID(w, r, cl)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.callCtx(r)
+	defer cancel()
+	var err error
+	switch {
+	case r.URL.Query().Get("all") == "1" || r.URL.Query().Get("all") == "true":
+		_, err = s.cfg.Meta.RevokeSessions(ctx, cl.Shard, rid, cl.User)
+		s.checker.Forget(cl.Shard, cl.User)
+	case cl.ID != "":
+		err = s.cfg.Meta.RevokeToken(ctx, cl.Shard, rid, cl.ID, cl.Expires)
+	}
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil})
+	wire.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// changePassword sets the caller's password after checking the current
+// one; every session of the user ends, and the answer carries a fresh
+// token for this one.
+func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	var req wire.PasswordRequest
+	if !decodeJSON(w, r, maxLoginBody, &req) {
+		return
+	}
+	if _, err := s.checkPassword(r, cl.User, req.Current, w); err != nil {
+		return
+	}
+	rid, ok := requestID(w, r, cl)
+	if !ok {
+		return
+	}
+	ctx, cancel := s.callCtx(r)
+	defer cancel()
+	if err := s.cfg.Meta.SetPassword(ctx, cl.Shard, rid, cl.User, req.New); err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	s.checker.Forget(cl.Shard, cl.User)
+	u, err := s.cfg.Meta.User(ctx, cl.Shard, cl.User, raftmeta.ReadOptions{})
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	s.issue(w, r, u, u.SessionsValidAfter)
+}
+
+// checkPassword rate-limits and checks a user's password on their shard;
+// on failure it has answered the request.
+func (s *Server) checkPassword(r *http.Request, name, password string, w http.ResponseWriter) (*raftmeta.User, error) {
+	if ok, wait := s.limiter.Allow(name, clientAddr(r)); !ok {
+		retryAfter(w, wait)
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many login attempts; retry later")
+		return nil, errors.New("rate limited")
+	}
+	shards := s.cfg.Cluster.Shards()
+	if shards == 0 {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
+		return nil, errors.New("not formed")
+	}
+	shard, err := raftmeta.ShardOf(name, shards)
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
+		return nil, err
+	}
+	ctx, cancel := s.callCtx(r)
+	defer cancel()
+	u, err := s.cfg.Meta.Authenticate(ctx, shard, name, password)
+	switch {
+	case errors.Is(err, raftmeta.ErrBadCredentials), errors.Is(err, raftmeta.ErrInvalidName):
+		writeError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
+		return nil, err
+	case err != nil:
+		retryAfter(w, time.Second)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "cannot check credentials now")
+		s.log.Warn("credential check failed", "err", err)
+		return nil, err
+	}
+	return u, nil
+}
+
+// authenticated runs h for a request with a valid, unrevoked session token
+// (Bearer or the session cookie) or valid HTTP Basic credentials.
+func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, auth.Claims)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if name, password, ok := r.BasicAuth(); ok {
+			u, err := s.checkPassword(r, name, password, w)
+			if err != nil {
+				return
+			}
+			shard, ok := s.shardOf(w, u.Name)
+			if !ok {
+				return
+			}
+			h(w, r, auth.Claims{User: u.Name, UserID: u.ID, Shard: shard, Namespace: u.Namespace, Admin: u.Admin})
+			return
+		}
+		tok := bearer(r)
+		if tok == "" {
+			if c, err := r.Cookie(CookieName); err == nil {
+				tok = c.Value
+			}
+		}
+		if tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", Basic realm="coffer"`)
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "a session token (Authorization: Bearer) or Basic credentials are required")
+			return
+		}
+		sg, err := s.getSigner(r.Context())
+		if err != nil {
+			retryAfter(w, time.Second)
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet")
+			return
+		}
+		cl, err := sg.Verify(tok)
+		if err == nil {
+			err = s.checker.Check(r.Context(), cl)
+		}
+		switch {
+		case err == nil:
+			h(w, r, cl)
+		case errors.Is(err, auth.ErrExpired):
+			writeError(w, http.StatusUnauthorized, "token_expired", "the session has expired: log in again")
+		case errors.Is(err, auth.ErrRevoked):
+			writeError(w, http.StatusUnauthorized, "token_revoked", "the session has ended: log in again")
+		case errors.Is(err, auth.ErrRevocationLookup):
+			retryAfter(w, time.Second)
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "cannot check the session now")
+		default:
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "invalid session token")
+		}
+	}
+}
+
+// revocations answers the auth checker from the user's shard.
+type revocations struct{ s *Server }
+
+// ValidAfter is the later of the user's own cut-off (password change,
+// logout everywhere) and the second before the account was created: a
+// token of an earlier user of the same name is refused. A deleted user's
+// tokens are all revoked.
+func (v revocations) ValidAfter(ctx context.Context, shard uint64, user string) (time.Time, error) {
+	u, err := v.s.cfg.Meta.User(ctx, shard, user, raftmeta.ReadOptions{})
+	switch {
+	case errors.Is(err, raftmeta.ErrNotFound), errors.Is(err, raftmeta.ErrInvalidName):
+		return time.Unix(1<<40, 0), nil
+	case err != nil:
+		return time.Time{}, err
+	}
+	after := u.SessionsValidAfter
+	if c := u.Created.Add(-time.Second); c.After(after) {
+		after = c
+	}
+	return after, nil
+}
+
+func (v revocations) Revoked(ctx context.Context, shard uint64, tokenID string) (bool, error) {
+	return v.s.cfg.Meta.TokenRevoked(ctx, shard, tokenID, raftmeta.ReadOptions{})
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	ctx, cancel := s.callCtx(r)
+	defer cancel()
+	out := Whoami{User: cl.User, Admin: cl.Admin, Shard: cl.Shard, Namespace: cl.Namespace, Expires: cl.Expires}
+	u, err := s.cfg.Meta.User(ctx, cl.Shard, cl.User, raftmeta.ReadOptions{Stale: true})
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	ns, err := s.cfg.Meta.Namespace(ctx, cl.Shard, cl.Namespace, raftmeta.ReadOptions{Stale: true})
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	out.Quota, out.Used, out.Files, out.Cursor = u.Quota, ns.Used, ns.Files, ns.Head
+	wire.WriteJSON(w, http.StatusOK, out)
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) > len(p) && (h[:len(p)] == p || h[:len(p)] == "bearer ") {
+		return h[len(p):]
+	}
+	return ""
+}
+
+// clientAddr is the request's peer IP (proxies' headers are not trusted).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// retryAfter sets Retry-After to d rounded up to whole seconds (at least 1).
+func retryAfter(w http.ResponseWriter, d time.Duration) {
+	secs := max(1, int((d+time.Second-1)/time.Second))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+}
