@@ -4,7 +4,7 @@ PKGS ?= ./...
 BENCH ?= .
 BENCHTIME ?= 3s
 
-.PHONY: run test fmt-check vet lint bench bench-blockstore bench-idle generate build tidy
+.PHONY: run test fmt-check vet lint bench bench-blockstore bench-idle bench-gateway generate build tidy
 
 ## run: start the product on its embedded default (a local 3-node cluster)
 run:
@@ -36,6 +36,10 @@ bench-blockstore:
 ## bench-idle: CPU share of one core that the 3-node dev cluster (8 shard groups) uses at rest
 bench-idle:
 	$(GO) test -run '^$$' -bench IdleDevCluster -benchtime 1x -count $${COUNT:-3} ./cmd/cofferd
+
+## bench-gateway: 1 GiB up/down and 64-client small commits through the gateway of a 3-node cluster, with disk/loopback/fsync references (COUNT=3)
+bench-gateway:
+	$(GO) test -run '^$$' -bench Gateway -benchtime 1x -count $${COUNT:-3} -timeout 30m ./cluster
 
 ## generate: regenerate generated code (protobuf stubs; installs Debian's protoc if missing)
 generate:

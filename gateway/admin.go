@@ -105,6 +105,9 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, cl auth.Clai
 		s.writeMetaError(w, r, err)
 		return
 	}
+	// A deleted user of the same name may have cached answers here.
+	s.checker.Forget(shard, u.Name)
+	s.basic.forget(u.Name)
 	wire.WriteJSON(w, http.StatusCreated, s.userInfo(ctx, shard, u))
 }
 
@@ -142,6 +145,7 @@ func (s *Server) userCall(w http.ResponseWriter, r *http.Request, cl auth.Claims
 		return
 	}
 	s.checker.Forget(shard, name)
+	s.basic.forget(name)
 	wire.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 

@@ -243,12 +243,8 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 		s.writeMetaError(w, r, err)
 		return
 	}
-	status := http.StatusOK
-	if res.Ops[0].Rev == 1 {
-		status = http.StatusCreated
-	}
 	w.Header().Set("ETag", etag(res.Ops[0].Rev))
-	wire.WriteJSON(w, status, fileResult(res, size, sum))
+	wire.WriteJSON(w, putStatus(res), fileResult(res, true, size, sum))
 }
 
 // commitPut commits one put op whose blocks are stored. A long block list
@@ -272,6 +268,16 @@ func (s *Server) commitPut(ctx context.Context, cl auth.Claims, rid string, op r
 		}
 		req.Upload = id
 		req.Ops[0].Blocks = nil
+		res, err := s.cfg.Meta.Commit(ctx, cl.Shard, req)
+		if err != nil && !errors.Is(err, raftmeta.ErrUnknownOutcome) {
+			// The commit did not happen (a precondition, the quota): the
+			// session would hold one of the namespace's upload slots
+			// until it expires.
+			if derr := s.cfg.Meta.DeleteUpload(ctx, cl.Shard, subID(rid, "drop"), cl.Namespace, id); derr != nil {
+				s.log.Warn("could not drop a failed PUT's upload session", "upload", id, "err", derr)
+			}
+		}
+		return res, err
 	}
 	return s.cfg.Meta.Commit(ctx, cl.Shard, req)
 }
@@ -283,13 +289,24 @@ func uploadIDOf(rid string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
+// putStatus is the status of a put's answer: 201 for a file's first
+// revision, else 200.
+func putStatus(res *raftmeta.CommitResult) int {
+	if res.Ops[0].Rev == 1 {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}
+
 func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
 
-func fileResult(res *raftmeta.CommitResult, size int64, sum raftmeta.Sum) wire.FileResult {
+// fileResult is the answer to a one-op commit; put adds the content's
+// size and hash.
+func fileResult(res *raftmeta.CommitResult, put bool, size int64, sum raftmeta.Sum) wire.FileResult {
 	op := res.Ops[0]
-	out := wire.FileResult{Path: op.Path, ID: op.NodeID, Rev: op.Rev, Size: size, Seq: res.Seq}
-	if !sum.IsZero() {
-		out.Hash = sum.String()
+	out := wire.FileResult{Path: op.Path, ID: op.NodeID, Rev: op.Rev, Seq: res.Seq}
+	if put {
+		out.Size, out.Hash = &size, sum.String()
 	}
 	return out
 }
@@ -400,5 +417,5 @@ func (s *Server) commitOne(w http.ResponseWriter, r *http.Request, cl auth.Claim
 		return
 	}
 	w.Header().Set("ETag", etag(res.Ops[0].Rev))
-	wire.WriteJSON(w, status, fileResult(res, 0, raftmeta.Sum{}))
+	wire.WriteJSON(w, status, fileResult(res, false, 0, raftmeta.Sum{}))
 }

@@ -78,7 +78,7 @@ const (
 	DefaultMaxLongPolls   = 10000
 	DefaultLongPoll       = 30 * time.Second
 	DefaultBlockCache     = 256 << 20
-	DefaultPutParallelism = 4
+	DefaultPutParallelism = 8
 	// ReceiptTTL is how long a block receipt is accepted by a commit. It is
 	// well inside the block garbage collector's grace period (24 h), so a
 	// block a receipt vouches for is never swept before its commit.
@@ -124,7 +124,7 @@ type Config struct {
 	// cdc.Config's: 256 KiB min, 1 MiB average, 4 MiB max).
 	Chunking cdc.Config
 	// PutParallelism is how many blocks of one upload are stored at once
-	// (default 4).
+	// (default 8).
 	PutParallelism int
 	Logger         *slog.Logger
 	Now            func() time.Time
@@ -200,6 +200,7 @@ type Server struct {
 	inflight chan struct{}
 	polls    chan struct{}
 	users    *userLimits
+	basic    *basicCache
 
 	mu     sync.Mutex
 	signer *auth.Signer // made once the cluster's key is known
@@ -260,7 +261,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "gateway"), limiter: lim,
 		inflight: make(chan struct{}, cfg.MaxInFlight), polls: make(chan struct{}, cfg.MaxLongPolls),
-		users: newUserLimits(cfg.UserRate, cfg.UserBurst, cfg.Now)}
+		users: newUserLimits(cfg.UserRate, cfg.UserBurst, cfg.Now), basic: newBasicCache()}
 	s.checker, err = auth.NewChecker(revocations{s}, cfg.Revocation)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -370,6 +371,7 @@ func (s *Server) getSigner(ctx context.Context) (*auth.Signer, error) {
 func (s *Server) shardOf(w http.ResponseWriter, name string) (uint64, bool) {
 	shards := s.cfg.Cluster.Shards()
 	if shards == 0 {
+		retryAfter(w, time.Second)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
 		return 0, false
 	}

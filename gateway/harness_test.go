@@ -1,12 +1,19 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -118,14 +125,21 @@ func (b *memBlocks) Get(ctx context.Context, ref blockstore.Ref) ([]byte, error)
 }
 
 // env is a gateway over a real one-replica shard and in-memory blocks,
-// with an admin "root" (password "rootpw").
+// with an admin "root" (password "rootpw"). The gateway and the shard share
+// clk, a clock that stands still until a test moves it: token issue times,
+// receipt and token expiry, the revocation cache and the shard's time
+// stamps all follow it.
 type env struct {
 	t      *testing.T
 	ts     *httptest.Server
 	gw     *Server
+	cfg    Config // the gateway's config, to start more gateways over the same shard and blocks
 	shard  *raftmeta.Shard
 	blocks *memBlocks
 	clk    *clock
+
+	connMu sync.Mutex
+	closed map[string]bool // client addresses whose server-side connection closed
 }
 
 type envOpts struct {
@@ -134,7 +148,8 @@ type envOpts struct {
 
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	mc := metatest.New(t, metatest.Options{Replicas: 1})
+	clk := &clock{t: time.Now()}
+	mc := metatest.New(t, metatest.Options{Replicas: 1, Configure: func(c *raftmeta.Config) { c.Now = clk.now }})
 	sh, err := mc.LeaderShard(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -143,24 +158,72 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, shard: sh, blocks: &memBlocks{st: st}, clk: &clock{t: time.Now()}}
+	e := &env{t: t, shard: sh, blocks: &memBlocks{st: st}, clk: clk, closed: map[string]bool{}}
 	cfg := Config{Meta: shardMeta{sh}, Blocks: e.blocks, Cluster: fakeCluster{key: bytes.Repeat([]byte{7}, 32)},
-		TokenTTL: time.Hour, UserRate: -1}
+		TokenTTL: time.Hour, UserRate: -1, Now: clk.now}
 	if o.configure != nil {
 		o.configure(&cfg)
 	}
+	e.cfg = cfg
 	e.gw, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	e.gw.Register(mux)
-	e.ts = httptest.NewServer(mux)
+	e.ts = httptest.NewUnstartedServer(mux)
+	e.ts.Config.ConnState = func(c net.Conn, st http.ConnState) {
+		if st == http.StateClosed || st == http.StateHijacked {
+			e.connMu.Lock()
+			e.closed[c.RemoteAddr().String()] = true
+			e.connMu.Unlock()
+		}
+	}
+	e.ts.Start()
 	t.Cleanup(e.ts.Close)
 	if _, err := sh.CreateUser(context.Background(), raftmeta.CreateUserRequest{RequestID: "root", Name: "root", Password: "rootpw", Admin: true}); err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// secondGateway starts another gateway (a new Server, as after a restart)
+// over the env's shard and blocks, with the same config.
+func (e *env) secondGateway() *httptest.Server {
+	e.t.Helper()
+	gw, err := New(e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	gw.Register(mux)
+	ts := httptest.NewServer(mux)
+	e.t.Cleanup(ts.Close)
+	return ts
+}
+
+// waitConnClosed waits until the server has closed its side of the
+// connection from the client address addr: the handler of its last
+// request has returned.
+func (e *env) waitConnClosed(addr string) {
+	e.t.Helper()
+	waitFor(e.t, 10*time.Second, "the server to close the connection from "+addr, func() bool {
+		e.connMu.Lock()
+		defer e.connMu.Unlock()
+		return e.closed[addr]
+	})
+}
+
+// waitFor polls cond until it holds, failing the test after limit.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // user creates a user and returns a logged-in session.
@@ -189,6 +252,7 @@ func jsonString(s string) string { b, _ := json.Marshal(s); return string(b) }
 type sess struct {
 	e     *env
 	token string
+	ts    *httptest.Server // nil: the env's gateway
 }
 
 type answer struct {
@@ -203,12 +267,28 @@ func (a answer) json() map[string]any {
 	return m
 }
 
-// do sends a request with the session's token.
+// do sends a request with the session's token. A transport error is
+// reported (without stopping the test) as status -1 with the error as body.
 func (s *sess) do(method, path string, body io.Reader, hdr map[string]string) answer {
 	s.e.t.Helper()
-	req, err := http.NewRequest(method, s.e.ts.URL+path, body)
+	a, err := s.tryDo(method, path, body, hdr)
 	if err != nil {
-		s.e.t.Fatal(err)
+		s.e.t.Errorf("%s %s: %v", method, path, err)
+		return answer{status: -1, hdr: http.Header{}, body: []byte(err.Error())}
+	}
+	return a
+}
+
+// tryDo is do for goroutines other than the test's: it only returns the
+// error.
+func (s *sess) tryDo(method, path string, body io.Reader, hdr map[string]string) (answer, error) {
+	base := s.e.ts.URL
+	if s.ts != nil {
+		base = s.ts.URL
+	}
+	req, err := http.NewRequest(method, base+path, body)
+	if err != nil {
+		return answer{}, err
 	}
 	if s.token != "" {
 		req.Header.Set("Authorization", "Bearer "+s.token)
@@ -218,12 +298,169 @@ func (s *sess) do(method, path string, body io.Reader, hdr map[string]string) an
 	}
 	resp, err := s.e.ts.Client().Do(req)
 	if err != nil {
-		s.e.t.Fatal(err)
+		return answer{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
+		return answer{}, err
+	}
+	return answer{status: resp.StatusCode, hdr: resp.Header, body: b}, nil
+}
+
+// via returns the session talking to another gateway.
+func (s *sess) via(ts *httptest.Server) *sess {
+	c := *s
+	c.ts = ts
+	return &c
+}
+
+// code is an error answer's code ("" if none).
+func (a answer) code() string {
+	c, _ := a.json()["code"].(string)
+	return c
+}
+
+// want checks an answer's status and, if code is set, its error code.
+func want(t testing.TB, what string, a answer, status int, code string) bool {
+	t.Helper()
+	if a.status != status || (code != "" && a.code() != code) {
+		t.Errorf("%s: HTTP %d %.300s, want %d %s", what, a.status, a.body, status, code)
+		return false
+	}
+	return true
+}
+
+// decodeAs decodes an answer's JSON body.
+func decodeAs[T any](t testing.TB, a answer) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(a.body, &v); err != nil {
+		t.Fatalf("HTTP %d body %.300q: %v", a.status, a.body, err)
+	}
+	return v
+}
+
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// put PUTs a file; hdr may be nil.
+func (s *sess) put(path string, data []byte, hdr map[string]string) answer {
+	s.e.t.Helper()
+	return s.do("PUT", "/v1/files/"+strings.TrimPrefix(path, "/"), bytes.NewReader(data), hdr)
+}
+
+// postJSON POSTs v as JSON; hdr may be nil.
+func (s *sess) postJSON(path string, v any, hdr map[string]string) answer {
+	s.e.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
 		s.e.t.Fatal(err)
 	}
-	return answer{status: resp.StatusCode, hdr: resp.Header, body: b}
+	return s.do("POST", path, bytes.NewReader(b), hdr)
+}
+
+// history returns a file's revisions, newest first.
+func (s *sess) history(path string) []raftmeta.Revision {
+	s.e.t.Helper()
+	a := s.do("GET", "/v1/history/"+strings.TrimPrefix(path, "/"), nil, nil)
+	if a.status != 200 {
+		s.e.t.Fatalf("history %s: HTTP %d %s", path, a.status, a.body)
+	}
+	return decodeAs[struct {
+		Revisions []raftmeta.Revision `json:"revisions"`
+	}](s.e.t, a).Revisions
+}
+
+// head returns the change feed's head of the session's namespace.
+func (s *sess) head() uint64 {
+	s.e.t.Helper()
+	a := s.do("GET", "/v1/whoami", nil, nil)
+	if a.status != 200 {
+		s.e.t.Fatalf("whoami: HTTP %d %s", a.status, a.body)
+	}
+	return decodeAs[Whoami](s.e.t, a).Cursor
+}
+
+// userID returns a user's ID, read from the shard.
+func (e *env) userID(name string) uint64 {
+	e.t.Helper()
+	u, err := e.shard.User(context.Background(), name, raftmeta.ReadOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u.ID
+}
+
+// putCount is the number of Put calls so far.
+func (b *memBlocks) putCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.puts
+}
+
+// cutOff sends a request that declares a Content-Length of declared bytes
+// over a raw connection, writes only body, then shuts down the sending
+// side (the server reads the body's early end), reads the answer and waits
+// until the server has closed the connection.
+func (s *sess) cutOff(method, path string, hdr map[string]string, declared int, body []byte) answer {
+	e := s.e
+	e.t.Helper()
+	conn, err := net.Dial("tcp", e.ts.Listener.Addr().String())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: coffer\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n", method, path, s.token, declared)
+	for k, v := range hdr {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+	}
+	b.WriteString("\r\n")
+	if _, err := io.WriteString(conn, b.String()); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := conn.Write(body); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		e.t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		e.t.Fatalf("%s %s cut off: reading the answer: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	addr := conn.LocalAddr().String()
+	conn.Close()
+	e.waitConnClosed(addr)
+	return answer{status: resp.StatusCode, hdr: resp.Header, body: rb}
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+func mustRef(t testing.TB, h string) blockstore.Ref {
+	t.Helper()
+	r, err := blockstore.ParseRef(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func jsonBody(s string) io.Reader { return strings.NewReader(s) }
+
+func jsonMarshal(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
 }

@@ -2,10 +2,15 @@ package gateway
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/coffer-dev/coffer/gateway/auth"
@@ -57,12 +62,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // answered
 	}
-	s.issue(w, r, u, time.Time{})
+	s.issue(w, r, u)
 }
 
 // issue answers with a new session token for u (and sets the cookie).
-// notBefore, if set, is a revocation cut-off the token must follow.
-func (s *Server) issue(w http.ResponseWriter, r *http.Request, u *raftmeta.User, notBefore time.Time) {
+func (s *Server) issue(w http.ResponseWriter, r *http.Request, u *raftmeta.User) {
 	sg, err := s.getSigner(r.Context())
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet: "+err.Error())
@@ -72,11 +76,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, u *raftmeta.User,
 	if !ok {
 		return
 	}
-	cl := auth.Claims{User: u.Name, UserID: u.ID, Shard: shard, Namespace: u.Namespace, Admin: u.Admin}
-	if !notBefore.IsZero() {
-		// The checker refuses tokens issued in the cut-off's second.
-		cl.IssuedAt = notBefore.Truncate(time.Second).Add(time.Second)
-	}
+	cl := auth.Claims{User: u.Name, UserID: u.ID, Shard: shard, Namespace: u.Namespace, Admin: u.Admin, Epoch: u.SessionEpoch}
 	tok, full, err := sg.Issue(cl)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", "could not issue a token")
@@ -104,6 +104,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, cl auth.Claims) 
 		s.checker.Forget(cl.Shard, cl.User)
 	case cl.ID != "":
 		err = s.cfg.Meta.RevokeToken(ctx, cl.Shard, rid, cl.ID, cl.Expires)
+		s.checker.Forget(cl.Shard, cl.User)
 	}
 	if err != nil {
 		s.writeMetaError(w, r, err)
@@ -135,12 +136,13 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, cl auth.
 		return
 	}
 	s.checker.Forget(cl.Shard, cl.User)
+	s.basic.forget(cl.User)
 	u, err := s.cfg.Meta.User(ctx, cl.Shard, cl.User, raftmeta.ReadOptions{})
 	if err != nil {
 		s.writeMetaError(w, r, err)
 		return
 	}
-	s.issue(w, r, u, u.SessionsValidAfter)
+	s.issue(w, r, u)
 }
 
 // checkPassword rate-limits and checks a user's password on their shard;
@@ -182,9 +184,13 @@ func (s *Server) checkPassword(r *http.Request, name, password string, w http.Re
 func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, auth.Claims)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if name, password, ok := r.BasicAuth(); ok {
-			u, err := s.checkPassword(r, name, password, w)
-			if err != nil {
-				return
+			u := s.basic.get(name, password, s.cfg.Now())
+			if u == nil {
+				var err error
+				if u, err = s.checkPassword(r, name, password, w); err != nil {
+					return
+				}
+				s.basic.put(name, password, u, s.cfg.Now())
 			}
 			shard, ok := s.shardOf(w, u.Name)
 			if !ok {
@@ -233,23 +239,17 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, auth.C
 // revocations answers the auth checker from the user's shard.
 type revocations struct{ s *Server }
 
-// ValidAfter is the later of the user's own cut-off (password change,
-// logout everywhere) and the second before the account was created: a
-// token of an earlier user of the same name is refused. A deleted user's
-// tokens are all revoked.
-func (v revocations) ValidAfter(ctx context.Context, shard uint64, user string) (time.Time, error) {
+// Sessions reads the user's session state from their shard (a deleted or
+// unknown user does not exist: every token of theirs is revoked).
+func (v revocations) Sessions(ctx context.Context, shard uint64, user string) (auth.Sessions, error) {
 	u, err := v.s.cfg.Meta.User(ctx, shard, user, raftmeta.ReadOptions{})
 	switch {
 	case errors.Is(err, raftmeta.ErrNotFound), errors.Is(err, raftmeta.ErrInvalidName):
-		return time.Unix(1<<40, 0), nil
+		return auth.Sessions{}, nil
 	case err != nil:
-		return time.Time{}, err
+		return auth.Sessions{}, err
 	}
-	after := u.SessionsValidAfter
-	if c := u.Created.Add(-time.Second); c.After(after) {
-		after = c
-	}
-	return after, nil
+	return auth.Sessions{Exists: true, UserID: u.ID, Epoch: u.SessionEpoch}, nil
 }
 
 func (v revocations) Revoked(ctx context.Context, shard uint64, tokenID string) (bool, error) {
@@ -296,4 +296,83 @@ func clientAddr(r *http.Request) string {
 func retryAfter(w http.ResponseWriter, d time.Duration) {
 	secs := max(1, int((d+time.Second-1)/time.Second))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
+}
+
+// basicCache remembers HTTP Basic credentials that checked out, for
+// basicTTL, so a Basic-auth client (WebDAV-style: credentials on every
+// request) costs one argon2id check and one login-limiter token per
+// basicTTL instead of one per request. Entries are keyed by an HMAC of name
+// and password under a random per-process key, so the cache holds no
+// password. A password change through this gateway drops the user's
+// entries; one made through another gateway is seen within basicTTL.
+type basicCache struct {
+	key []byte
+
+	mu sync.Mutex
+	m  map[[32]byte]basicEntry
+}
+
+type basicEntry struct {
+	u       *raftmeta.User
+	expires time.Time
+}
+
+const (
+	basicTTL        = 30 * time.Second
+	basicMaxEntries = 10000
+)
+
+func newBasicCache() *basicCache {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	return &basicCache{key: key, m: map[[32]byte]basicEntry{}}
+}
+
+func (c *basicCache) id(name, password string) [32]byte {
+	m := hmac.New(sha256.New, c.key)
+	m.Write([]byte(name))
+	m.Write([]byte{0})
+	m.Write([]byte(password))
+	var k [32]byte
+	m.Sum(k[:0])
+	return k
+}
+
+func (c *basicCache) get(name, password string, now time.Time) *raftmeta.User {
+	k := c.id(name, password)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || now.After(e.expires) {
+		return nil
+	}
+	return e.u
+}
+
+func (c *basicCache) put(name, password string, u *raftmeta.User, now time.Time) {
+	k := c.id(name, password)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= basicMaxEntries {
+		for k, e := range c.m {
+			if now.After(e.expires) {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= basicMaxEntries {
+			clear(c.m)
+		}
+	}
+	c.m[k] = basicEntry{u: u, expires: now.Add(basicTTL)}
+}
+
+// forget drops every entry of a user (by name, case-insensitively).
+func (c *basicCache) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.m {
+		if strings.EqualFold(e.u.Name, name) {
+			delete(c.m, k)
+		}
+	}
 }

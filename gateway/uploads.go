@@ -10,6 +10,7 @@ import (
 	"hash"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coffer-dev/coffer/gateway/auth"
@@ -220,6 +221,14 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 	ctx, cancel := s.callCtx(r)
 	defer cancel()
 	u, err := s.cfg.Meta.GetUpload(ctx, cl.Shard, cl.Namespace, id, raftmeta.ReadOptions{})
+	if errors.Is(err, raftmeta.ErrNotFound) && r.Header.Get(IdempotencyHeader) != "" {
+		// A retry of a finish that went through: the session is gone, but
+		// the shard remembers the commit under this request ID and answers
+		// it again. If there was no such commit, the upload is not found
+		// and nothing is applied.
+		s.refinish(w, r, ctx, cl, rid, id)
+		return
+	}
 	if err != nil {
 		s.writeMetaError(w, r, err)
 		return
@@ -231,9 +240,16 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 	}
 	var sum raftmeta.Sum
 	h.Sum(sum[:0])
-	if req.Hash != "" && req.Hash != sum.String() {
-		writeError(w, http.StatusBadRequest, "hash_mismatch", fmt.Sprintf("the bytes received hash to %s, not %s; the upload is kept", sum, req.Hash))
-		return
+	if req.Hash != "" {
+		want, err := raftmeta.ParseSum(strings.ToLower(req.Hash))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_argument", "hash: "+err.Error())
+			return
+		}
+		if want != sum {
+			writeError(w, http.StatusBadRequest, "hash_mismatch", fmt.Sprintf("the bytes received hash to %s, not %s; the upload is kept", sum, req.Hash))
+			return
+		}
 	}
 	var m uploadMeta
 	if err := json.Unmarshal(u.Meta, &m); err != nil {
@@ -248,7 +264,7 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 		return
 	}
 	w.Header().Set("ETag", etag(res.Ops[0].Rev))
-	wire.WriteJSON(w, http.StatusOK, fileResult(res, u.Size, sum))
+	wire.WriteJSON(w, putStatus(res), fileResult(res, true, u.Size, sum))
 }
 
 func (s *Server) deleteUpload(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
@@ -267,4 +283,29 @@ func (s *Server) deleteUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 		return
 	}
 	wire.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// refinish answers a retried finish from the shard's record of the first
+// attempt's commit.
+func (s *Server) refinish(w http.ResponseWriter, r *http.Request, ctx context.Context, cl auth.Claims, rid, id string) {
+	res, err := s.cfg.Meta.Commit(ctx, cl.Shard, raftmeta.CommitRequest{RequestID: rid, Namespace: cl.Namespace,
+		Upload: id, Ops: []raftmeta.Op{{Kind: raftmeta.OpPut, Path: "/retry"}}})
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	st, err := s.cfg.Meta.Stat(ctx, cl.Shard, cl.Namespace, raftmeta.Target{ID: res.Ops[0].NodeID}, raftmeta.StatOptions{IncludeDeleted: true})
+	if err != nil {
+		s.writeMetaError(w, r, err)
+		return
+	}
+	// The file may have changed since; the answer is the first one's
+	// revision, its size and hash are the file's as that revision had them
+	// only if it is still current.
+	out := fileResult(res, false, 0, raftmeta.Sum{})
+	if st.Rev == res.Ops[0].Rev {
+		out = fileResult(res, true, st.Size, st.Hash)
+	}
+	w.Header().Set("ETag", etag(res.Ops[0].Rev))
+	wire.WriteJSON(w, putStatus(res), out)
 }

@@ -49,10 +49,12 @@ func checkTokenExpiry(expires, now int64) error {
 	return nil
 }
 
-// endSessions moves u's SessionsValidAfter to the proposal time now. It
-// never moves back (leaders' clocks differ), so a later command cannot
-// bring revoked tokens back to life.
+// endSessions ends every session of u: its SessionEpoch goes up by one
+// (tokens name the epoch they were issued in, so every earlier token is
+// refused, with no clock involved), and SessionsValidAfter moves to the
+// proposal time now, for information. Neither ever moves back.
 func endSessions(u *User, now int64) {
+	u.SessionEpoch++
 	if at := time.Unix(0, now).UTC(); at.After(u.SessionsValidAfter) {
 		u.SessionsValidAfter = at
 	}

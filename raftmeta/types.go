@@ -66,6 +66,10 @@ type User struct {
 	// before it is revoked. SetPassword and RevokeSessions set it to their
 	// proposal time; it never moves back. Zero: no such cut-off.
 	SessionsValidAfter time.Time `json:"sessions_valid_after,omitzero"`
+	// SessionEpoch counts the times all of the user's sessions were ended
+	// (SetPassword, RevokeSessions). A session token names the epoch it
+	// was issued in; one from an earlier epoch is revoked.
+	SessionEpoch uint64 `json:"session_epoch,omitempty"`
 }
 
 // Namespace is a file tree with its journal. Today each user has exactly

@@ -13,10 +13,25 @@ import (
 // records. It is implemented outside the gateway (wired by cluster) and
 // must be safe for concurrent use.
 type RevocationSource interface {
-	// ValidAfter returns the time before which every token of the user is revoked (password change, logout everywhere); zero if none.
-	ValidAfter(ctx context.Context, shard uint64, user string) (time.Time, error)
+	// Sessions returns the user's session state: whether the user exists,
+	// its ID and its session epoch (which a password change or a logout
+	// everywhere moves up, revoking every token of an earlier epoch).
+	Sessions(ctx context.Context, shard uint64, user string) (Sessions, error)
 	// Revoked reports whether the token ID was revoked (logout of one session).
 	Revoked(ctx context.Context, shard uint64, tokenID string) (bool, error)
+}
+
+// Sessions is a user's session state, as the user's shard records it.
+type Sessions struct {
+	// Exists is false for a deleted or unknown user: every token is
+	// revoked.
+	Exists bool
+	// UserID is the user's ID: a token naming another ID was issued to an
+	// earlier user of the same name.
+	UserID uint64
+	// Epoch is the user's session epoch; a token of an earlier epoch is
+	// revoked.
+	Epoch uint64
 }
 
 // Checker defaults.
@@ -70,12 +85,12 @@ func (c CheckerConfig) Validate() error {
 // Concurrent identical lookups share one call. Errors are never cached.
 // It is safe for concurrent use.
 //
-// A token is revoked if its ID was revoked, or if it was issued no later
-// than the second holding the user's ValidAfter time: IssuedAt has second
-// precision, so a token issued in that same second may predate the cut-off
-// and is refused to be safe. A gateway issuing a fresh token right after
-// moving ValidAfter (a password change) should therefore set
-// Claims.IssuedAt to the next whole second.
+// A token is revoked if its ID was revoked, if its user no longer exists
+// or has another ID (an earlier user of the same name), or if its session
+// epoch is below the user's (a password change or a logout everywhere
+// since it was issued). Epochs are counters, not times: no clock is
+// compared, so a token issued right after a revocation is valid and one
+// issued right before it is not, however close together they are.
 type Checker struct {
 	src     RevocationSource
 	ttl     time.Duration
@@ -125,7 +140,7 @@ func NewChecker(src RevocationSource, cfg CheckerConfig) (*Checker, error) {
 type lookupKind uint8
 
 const (
-	kindValidAfter lookupKind = iota + 1
+	kindSessions lookupKind = iota + 1
 	kindRevoked
 )
 
@@ -145,8 +160,8 @@ type userKey struct {
 
 // answer is the source's answer to one question.
 type answer struct {
-	after   time.Time
-	revoked bool
+	sessions Sessions
+	revoked  bool
 }
 
 type cacheEntry struct {
@@ -172,11 +187,16 @@ func (c *Checker) Check(ctx context.Context, cl Claims) error {
 	if cl.User == "" || cl.ID == "" {
 		return fmt.Errorf("%w: claims without user or token ID", ErrInvalidToken)
 	}
-	va, err := c.lookup(ctx, cacheKey{kind: kindValidAfter, shard: cl.Shard, user: cl.User})
+	us, err := c.lookup(ctx, cacheKey{kind: kindSessions, shard: cl.Shard, user: cl.User})
 	if err != nil {
 		return err
 	}
-	if !va.after.IsZero() && cl.IssuedAt.Unix() <= va.after.Unix() {
+	switch st := us.sessions; {
+	case !st.Exists:
+		return fmt.Errorf("%w: the user no longer exists", ErrRevoked)
+	case st.UserID != cl.UserID:
+		return fmt.Errorf("%w: issued to an earlier user of that name", ErrRevoked)
+	case cl.Epoch < st.Epoch:
 		return fmt.Errorf("%w: all sessions of the user ended", ErrRevoked)
 	}
 	rv, err := c.lookup(ctx, cacheKey{kind: kindRevoked, shard: cl.Shard, user: cl.User, id: cl.ID})
@@ -251,8 +271,8 @@ func (c *Checker) run(ctx context.Context, k cacheKey, call *lookupCall) {
 	var ans answer
 	var err error
 	switch k.kind {
-	case kindValidAfter:
-		ans.after, err = c.src.ValidAfter(ctx, k.shard, k.user)
+	case kindSessions:
+		ans.sessions, err = c.src.Sessions(ctx, k.shard, k.user)
 	case kindRevoked:
 		ans.revoked, err = c.src.Revoked(ctx, k.shard, k.id)
 	}

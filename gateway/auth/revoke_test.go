@@ -14,7 +14,7 @@ import (
 // blocked (gate) or made to fail (err).
 type countingSource struct {
 	mu         sync.Mutex
-	validAfter map[userKey]time.Time
+	sessions   map[userKey]Sessions // absent: an existing user with ID 0, epoch 0
 	revoked    map[string]bool
 	calls      map[string]int // "va:<shard>/<user>" or "rv:<shard>/<id>"
 	err        error
@@ -22,7 +22,7 @@ type countingSource struct {
 }
 
 func newCountingSource() *countingSource {
-	return &countingSource{validAfter: map[userKey]time.Time{}, revoked: map[string]bool{}, calls: map[string]int{}}
+	return &countingSource{sessions: map[userKey]Sessions{}, revoked: map[string]bool{}, calls: map[string]int{}}
 }
 
 func (s *countingSource) enter(ctx context.Context, call string) error {
@@ -40,13 +40,16 @@ func (s *countingSource) enter(ctx context.Context, call string) error {
 	return err
 }
 
-func (s *countingSource) ValidAfter(ctx context.Context, shard uint64, user string) (time.Time, error) {
+func (s *countingSource) Sessions(ctx context.Context, shard uint64, user string) (Sessions, error) {
 	if err := s.enter(ctx, fmt.Sprintf("va:%d/%s", shard, user)); err != nil {
-		return time.Time{}, err
+		return Sessions{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.validAfter[userKey{shard, user}], nil
+	if st, ok := s.sessions[userKey{shard, user}]; ok {
+		return st, nil
+	}
+	return Sessions{Exists: true}, nil
 }
 
 func (s *countingSource) Revoked(ctx context.Context, shard uint64, id string) (bool, error) {
@@ -89,29 +92,34 @@ const (
 )
 
 func TestCheckDecision(t *testing.T) {
-	issued := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC) // token issued 12:00:00 (whole second)
+	issued := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	at := func(user string, shard, uid, epoch uint64, id string) Claims {
+		c := claimsAt(user, shard, id, issued)
+		c.UserID, c.Epoch = uid, epoch
+		return c
+	}
 	tests := []struct {
-		name       string
-		validAfter time.Time // of user a on shard 1
-		revoked    []string
-		claims     Claims
-		want       error
+		name     string
+		sessions Sessions // of user a on shard 1
+		revoked  []string
+		claims   Claims
+		want     error
 	}{
-		{"nothing revoked", time.Time{}, nil, claimsAt("a", 1, id1, issued), nil},
-		{"cut-off after issue", issued.Add(time.Minute), nil, claimsAt("a", 1, id1, issued), ErrRevoked},
-		{"cut-off within the issue second", issued.Add(500 * time.Millisecond), nil, claimsAt("a", 1, id1, issued), ErrRevoked},
-		{"cut-off at the issue second", issued, nil, claimsAt("a", 1, id1, issued), ErrRevoked},
-		{"cut-off the second before", issued.Add(-time.Millisecond), nil, claimsAt("a", 1, id1, issued), nil},
-		{"cut-off long before", issued.Add(-time.Hour), nil, claimsAt("a", 1, id1, issued), nil},
-		{"token ID revoked", time.Time{}, []string{id1}, claimsAt("a", 1, id1, issued), ErrRevoked},
-		{"other token ID revoked", time.Time{}, []string{id2}, claimsAt("a", 1, id1, issued), nil},
-		{"cut-off is per user", issued.Add(time.Minute), nil, claimsAt("b", 1, id1, issued), nil},
-		{"cut-off is per shard", issued.Add(time.Minute), nil, claimsAt("a", 2, id1, issued), nil},
+		{"nothing revoked", Sessions{Exists: true, UserID: 5}, nil, at("a", 1, 5, 0, id1), nil},
+		{"same epoch", Sessions{Exists: true, UserID: 5, Epoch: 3}, nil, at("a", 1, 5, 3, id1), nil},
+		{"earlier epoch", Sessions{Exists: true, UserID: 5, Epoch: 3}, nil, at("a", 1, 5, 2, id1), ErrRevoked},
+		{"later epoch (a stale answer)", Sessions{Exists: true, UserID: 5, Epoch: 3}, nil, at("a", 1, 5, 4, id1), nil},
+		{"user gone", Sessions{}, nil, at("a", 1, 5, 0, id1), ErrRevoked},
+		{"earlier user of the name", Sessions{Exists: true, UserID: 6}, nil, at("a", 1, 5, 0, id1), ErrRevoked},
+		{"token ID revoked", Sessions{Exists: true, UserID: 5}, []string{id1}, at("a", 1, 5, 0, id1), ErrRevoked},
+		{"other token ID revoked", Sessions{Exists: true, UserID: 5}, []string{id2}, at("a", 1, 5, 0, id1), nil},
+		{"state is per user", Sessions{}, nil, at("b", 1, 0, 0, id1), nil},
+		{"state is per shard", Sessions{}, nil, at("a", 2, 0, 0, id1), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := newCountingSource()
-			src.validAfter[userKey{1, "a"}] = tt.validAfter
+			src.sessions[userKey{1, "a"}] = tt.sessions
 			for _, id := range tt.revoked {
 				src.revoked[id] = true
 			}
@@ -192,7 +200,7 @@ func TestCheckSharesConcurrentLookups(t *testing.T) {
 	waitUntil(t, "all callers waiting on one lookup", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		call := c.inflight[cacheKey{kind: kindValidAfter, shard: 1, user: "a"}]
+		call := c.inflight[cacheKey{kind: kindSessions, shard: 1, user: "a"}]
 		return call != nil && call.waiters == n
 	})
 	close(gate)
@@ -223,7 +231,7 @@ func TestCheckCallerCancelDoesNotFailOthers(t *testing.T) {
 	waitUntil(t, "second caller joined", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		call := c.inflight[cacheKey{kind: kindValidAfter, shard: 1, user: "a"}]
+		call := c.inflight[cacheKey{kind: kindSessions, shard: 1, user: "a"}]
 		return call != nil && call.waiters == 2
 	})
 	cancel()

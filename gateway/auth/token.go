@@ -51,6 +51,7 @@ type Claims struct {
 	Shard     uint64    // the user's shard group
 	Namespace uint64    // the user's namespace
 	Admin     bool      // the user is a cluster administrator
+	Epoch     uint64    // the user's session epoch at issue (see Checker)
 	IssuedAt  time.Time // second precision
 	Expires   time.Time // second precision
 	ID        string    // random token ID (128 bits, lower-case hex), for revoking one token
@@ -65,6 +66,7 @@ type payload struct {
 	Shard     uint64 `json:"sh"`
 	Namespace uint64 `json:"ns"`
 	Admin     bool   `json:"adm,omitempty"`
+	Epoch     uint64 `json:"ep,omitempty"`
 	IssuedAt  int64  `json:"iat"`
 	Expires   int64  `json:"exp"`
 	ID        string `json:"jti"`
@@ -160,7 +162,7 @@ func (s *Signer) Issue(c Claims) (token string, full Claims, err error) {
 	}
 	p := payload{
 		V: payloadVers, User: c.User, UserID: c.UserID, Shard: c.Shard, Namespace: c.Namespace,
-		Admin: c.Admin, IssuedAt: c.IssuedAt.Unix(), Expires: c.Expires.Unix(), ID: c.ID,
+		Admin: c.Admin, Epoch: c.Epoch, IssuedAt: c.IssuedAt.Unix(), Expires: c.Expires.Unix(), ID: c.ID,
 	}
 	if err := p.check(); err != nil {
 		return "", Claims{}, fmt.Errorf("%w: %w", ErrInvalidClaims, err)
@@ -243,7 +245,7 @@ func (s *Signer) Verify(token string) (Claims, error) {
 	}
 	return Claims{
 		User: p.User, UserID: p.UserID, Shard: p.Shard, Namespace: p.Namespace, Admin: p.Admin,
-		IssuedAt: issued, Expires: expires, ID: p.ID,
+		Epoch: p.Epoch, IssuedAt: issued, Expires: expires, ID: p.ID,
 	}, nil
 }
 

@@ -76,7 +76,9 @@ type FileResult struct {
 	Path string `json:"path"`
 	ID   uint64 `json:"id"`
 	Rev  uint64 `json:"rev"`
-	Size int64  `json:"size"`
+	// Size and Hash are the content stored, in answers to a put (a file
+	// PUT or a finished upload) only.
+	Size *int64 `json:"size,omitempty"`
 	Hash string `json:"hash,omitempty"`
 	// Seq is the change-feed position of the commit.
 	Seq uint64 `json:"seq"`
