@@ -13,12 +13,12 @@ import (
 // countingSource is a RevocationSource that counts its calls and can be
 // blocked (gate) or made to fail (err).
 type countingSource struct {
-	mu         sync.Mutex
-	sessions   map[userKey]Sessions // absent: an existing user with ID 0, epoch 0
-	revoked    map[string]bool
-	calls      map[string]int // "va:<shard>/<user>" or "rv:<shard>/<id>"
-	err        error
-	gate       chan struct{} // if non-nil, calls wait until it is closed
+	mu       sync.Mutex
+	sessions map[userKey]Sessions // absent: an existing user with ID 0, epoch 0
+	revoked  map[string]bool
+	calls    map[string]int // "va:<shard>/<user>" or "rv:<shard>/<id>"
+	err      error
+	gate     chan struct{} // if non-nil, calls wait until it is closed
 }
 
 func newCountingSource() *countingSource {
