@@ -49,14 +49,20 @@ type devNodeAddr struct {
 	HTTP   string `json:"http"`
 }
 
-// freeAddr returns a loopback address whose port is free right now.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// freeAddrs returns n distinct loopback addresses whose ports are free
+// right now. The listeners stay open until all n are chosen, so the kernel
+// cannot hand out one port twice.
+func freeAddrs(n int) ([]string, error) {
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		out = append(out, ln.Addr().String())
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return out, nil
 }
 
 func loadLayout(dir, httpAddr string) (*devLayout, error) {
@@ -74,12 +80,14 @@ func loadLayout(dir, httpAddr string) (*devLayout, error) {
 		return nil, err
 	}
 	l := &devLayout{Version: 2}
+	addrs, err := freeAddrs(4 * devNodes)
+	if err != nil {
+		return nil, err
+	}
 	for i := range devNodes {
 		n := devNodeAddr{Name: fmt.Sprintf("node%d", i+1)}
-		for _, a := range []*string{&n.Raft, &n.GRPC, &n.Gossip, &n.HTTP} {
-			if *a, err = freeAddr(); err != nil {
-				return nil, err
-			}
+		for j, a := range []*string{&n.Raft, &n.GRPC, &n.Gossip, &n.HTTP} {
+			*a = addrs[4*i+j]
 		}
 		l.Nodes = append(l.Nodes, n)
 	}

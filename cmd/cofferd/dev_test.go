@@ -120,3 +120,12 @@ func TestDevFormsAndRestarts(t *testing.T) {
 		t.Fatalf("dev-admin-password: %q, %v", b, err)
 	}
 }
+
+// freeAddr returns one loopback address whose port is free right now.
+func freeAddr() (string, error) {
+	a, err := freeAddrs(1)
+	if err != nil {
+		return "", err
+	}
+	return a[0], nil
+}

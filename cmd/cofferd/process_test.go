@@ -90,14 +90,14 @@ func TestProcessesSurviveLeaderKill(t *testing.T) {
 	bin := buildCofferd(t)
 	root := t.TempDir()
 	var nodes []*procNode
+	addrs, err := freeAddrs(12)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := 1; i <= 3; i++ {
 		p := &procNode{name: fmt.Sprintf("p%d", i), dir: filepath.Join(root, fmt.Sprintf("p%d", i))}
-		for _, a := range []*string{&p.raft, &p.grpc, &p.gossip, &p.http} {
-			addr, err := freeAddr()
-			if err != nil {
-				t.Fatal(err)
-			}
-			*a = addr
+		for j, a := range []*string{&p.raft, &p.grpc, &p.gossip, &p.http} {
+			*a = addrs[4*(i-1)+j]
 		}
 		nodes = append(nodes, p)
 	}
