@@ -123,7 +123,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.db, err = raftmeta.OpenPebble(n.dir.statePath(), n.log); err != nil {
 		return nil, fmt.Errorf("%w: state store: %w", ErrDataDir, err)
 	}
-	n.grpc = grpc.NewServer(append(blockrpc.ServerOptions(), creds.serverOptions(n.metrics)...)...)
+	// The metadata service shares the server: its messages (a commit or
+	// a stat of a file with many blocks) may be larger than a block chunk.
+	srvOpts := append(blockrpc.ServerOptions(), grpc.MaxRecvMsgSize(metarpc.MaxMsgSize))
+	n.grpc = grpc.NewServer(append(srvOpts, creds.serverOptions(n.metrics)...)...)
 	if cfg.HasRole(RoleBlock) {
 		if err := n.startBlockStore(); err != nil {
 			return nil, err
@@ -165,7 +168,8 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	// n.cfg is final now: replicas may be created (the mux refused them
 	// until here; a leader retries).
 	n.started.Store(true)
-	if n.metaPool, err = metarpc.NewPool(metarpc.ClientConfig{CallTimeout: 10 * time.Second}, creds.dialOptions()...); err != nil {
+	metaOpts := append(creds.dialOptions(), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(metarpc.MaxMsgSize), grpc.MaxCallSendMsgSize(metarpc.MaxMsgSize)))
+	if n.metaPool, err = metarpc.NewPool(metarpc.ClientConfig{CallTimeout: 10 * time.Second}, metaOpts...); err != nil {
 		return nil, err
 	}
 	if n.router, err = route.New(route.Config{Leaders: routeLeaders{n}, Pool: n.metaPool, Logger: n.log.With("component", "route")}); err != nil {

@@ -27,6 +27,8 @@ import (
 //
 //	"r1." + base64url(ns 8 bytes | ref 32 bytes | size 8 | expires 8 | HMAC-SHA256 16 bytes)
 //
+// where the MAC also covers the shard (namespace IDs repeat across shards).
+//
 // keyed by a key derived from the cluster's signing key, so any gateway
 // checks it without state.
 
@@ -38,25 +40,27 @@ func receiptKey(signingKey []byte) []byte {
 	return m.Sum(nil)
 }
 
-func receiptMAC(key []byte, body []byte) []byte {
+func receiptMAC(key []byte, shard uint64, body []byte) []byte {
 	m := hmac.New(sha256.New, key)
+	m.Write(binary.BigEndian.AppendUint64(nil, shard))
 	m.Write(body)
 	return m.Sum(nil)[:16]
 }
 
-// makeReceipt signs a receipt for ref in ns.
-func makeReceipt(key []byte, ns uint64, ref blockstore.Ref, size int64, expires time.Time) string {
+// makeReceipt signs a receipt for ref in namespace ns of shard.
+func makeReceipt(key []byte, shard, ns uint64, ref blockstore.Ref, size int64, expires time.Time) string {
 	b := make([]byte, 0, 56+16)
 	b = binary.BigEndian.AppendUint64(b, ns)
 	b = append(b, ref[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(size))
 	b = binary.BigEndian.AppendUint64(b, uint64(expires.Unix()))
-	b = append(b, receiptMAC(key, b)...)
+	b = append(b, receiptMAC(key, shard, b)...)
 	return receiptVersion + base64.RawURLEncoding.EncodeToString(b)
 }
 
-// checkReceipt returns the ref and size a receipt vouches for in ns.
-func checkReceipt(key []byte, ns uint64, rc string, now time.Time) (raftmeta.Sum, int64, error) {
+// checkReceipt returns the ref and size a receipt vouches for in
+// namespace ns of shard.
+func checkReceipt(key []byte, shard, ns uint64, rc string, now time.Time) (raftmeta.Sum, int64, error) {
 	bad := func(why string) (raftmeta.Sum, int64, error) {
 		return raftmeta.Sum{}, 0, fmt.Errorf("%w: receipt %.24q…: %s", raftmeta.ErrInvalidArgument, rc, why)
 	}
@@ -68,7 +72,7 @@ func checkReceipt(key []byte, ns uint64, rc string, now time.Time) (raftmeta.Sum
 		return bad("malformed")
 	}
 	body, mac := b[:56], b[56:]
-	if !hmac.Equal(mac, receiptMAC(key, body)) {
+	if !hmac.Equal(mac, receiptMAC(key, shard, body)) {
 		return bad("bad signature")
 	}
 	if binary.BigEndian.Uint64(body) != ns {
@@ -122,7 +126,7 @@ func (s *Server) putBlock(w http.ResponseWriter, r *http.Request, cl auth.Claims
 	if s.cache != nil {
 		s.cache.Add(ref, data)
 	}
-	rc := makeReceipt(s.receiptKey(), cl.Namespace, ref, int64(len(data)), s.cfg.Now().Add(ReceiptTTL))
+	rc := makeReceipt(s.receiptKey(), cl.Shard, cl.Namespace, ref, int64(len(data)), s.cfg.Now().Add(ReceiptTTL))
 	wire.WriteJSON(w, http.StatusOK, wire.BlockReceipt{Ref: ref.String(), Size: int64(len(data)), Receipt: rc})
 }
 
@@ -213,7 +217,7 @@ func (s *Server) checkBlocks(ctx context.Context, cl auth.Claims, ops []raftmeta
 	key := s.receiptKey()
 	now := s.cfg.Now()
 	for _, rc := range receipts {
-		ref, size, err := checkReceipt(key, cl.Namespace, rc, now)
+		ref, size, err := checkReceipt(key, cl.Shard, cl.Namespace, rc, now)
 		if err != nil {
 			return err
 		}

@@ -101,6 +101,7 @@ func (s *Server) fileAttrs(w http.ResponseWriter, r *http.Request) (mtime int64,
 var (
 	errTooBig     = errors.New("the file is larger than the limit")
 	errIncomplete = errors.New("the body ended early")
+	errBusy       = errors.New("too many uploads on this gateway")
 )
 
 // bodyReader remembers the error that ended a request body early.
@@ -119,17 +120,24 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 
 // storeStream cuts body into content-defined blocks, stores each on the
 // block nodes (PutParallelism at once) and feeds every byte to h. It
-// returns the blocks in order once all are stored and their byte count;
+// returns the blocks in order once all are stored, their byte count, and
+// h's state after every blocksPerAppend blocks (marks[k] after block
+// (k+1)*blocksPerAppend: what a resumable upload records with each batch);
 // base is the bytes before this stream, and more than MaxFileSize in all
 // is errTooBig. A body that breaks off returns errIncomplete with the
 // blocks cut and stored before the break (h has seen exactly their bytes);
 // any other error returns no blocks. Blocks stored for nothing are garbage
 // the collector reclaims.
-func (s *Server) storeStream(ctx context.Context, body io.Reader, h hash.Hash, base int64) ([]raftmeta.Block, int64, error) {
+func (s *Server) storeStream(ctx context.Context, body io.Reader, h hash.Hash, base int64) (blocks []raftmeta.Block, n int64, marks [][]byte, err error) {
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		return nil, 0, nil, errBusy
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		blocks []raftmeta.Block
 		total  = base
 		wg     sync.WaitGroup
 		mu     sync.Mutex
@@ -145,7 +153,9 @@ func (s *Server) storeStream(ctx context.Context, body io.Reader, h hash.Hash, b
 		cancel()
 	}
 	br := &bodyReader{r: body}
-	err := cdc.Split(ctx, br, s.cfg.Chunking, 0, func(c cdc.Chunk) error {
+	// Two hashing workers: more buys nothing on the block path and costs
+	// a buffered chunk each.
+	err = cdc.Split(ctx, br, s.cfg.Chunking, 2, func(c cdc.Chunk) error {
 		total += int64(c.Size)
 		if total > s.cfg.MaxFileSize {
 			return errTooBig
@@ -153,6 +163,9 @@ func (s *Server) storeStream(ctx context.Context, body io.Reader, h hash.Hash, b
 		h.Write(c.Data)
 		ref := blockstore.Ref(c.Sum)
 		blocks = append(blocks, raftmeta.Block{Ref: raftmeta.Sum(c.Sum), Size: int64(c.Size)})
+		if len(blocks)%blocksPerAppend == 0 {
+			marks = append(marks, hashState(h))
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -169,17 +182,17 @@ func (s *Server) storeStream(ctx context.Context, body io.Reader, h hash.Hash, b
 	})
 	wg.Wait()
 	if putErr != nil {
-		return nil, 0, putErr
+		return nil, 0, nil, putErr
 	}
 	if br.err != nil {
 		// Every block cut before the break is stored: a resumable upload
 		// keeps them.
-		return blocks, total - base, fmt.Errorf("%w: %v", errIncomplete, br.err)
+		return blocks, total - base, marks, fmt.Errorf("%w: %v", errIncomplete, br.err)
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
-	return blocks, total - base, nil
+	return blocks, total - base, marks, nil
 }
 
 // putFile stores the body as the file's new revision: all or nothing. A
@@ -216,13 +229,17 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 		return
 	}
 	h := sha256.New()
-	blocks, size, err := s.storeStream(r.Context(), r.Body, h, 0)
+	blocks, size, _, err := s.storeStream(r.Context(), r.Body, h, 0)
 	switch {
 	case errors.Is(err, errTooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a file is at most %d bytes", s.cfg.MaxFileSize))
 		return
 	case errors.Is(err, errIncomplete):
 		writeError(w, http.StatusBadRequest, "incomplete_body", err.Error()+": nothing was committed")
+		return
+	case errors.Is(err, errBusy):
+		retryAfter(w, time.Second)
+		writeError(w, http.StatusTooManyRequests, "overloaded", err.Error()+"; retry later")
 		return
 	case err != nil:
 		s.writeMetaError(w, r, err)
@@ -252,38 +269,77 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 // by the commit, so no metadata entry grows with the file.
 func (s *Server) commitPut(ctx context.Context, cl auth.Claims, rid string, op raftmeta.Op) (*raftmeta.CommitResult, error) {
 	req := raftmeta.CommitRequest{RequestID: rid, Namespace: cl.Namespace, Ops: []raftmeta.Op{op}}
-	if len(op.Blocks) > blocksPerAppend {
-		id := uploadIDOf(rid)
-		if _, err := s.cfg.Meta.CreateUpload(ctx, cl.Shard, subID(rid, "create"), cl.Namespace, id, op.Path, nil, nil); err != nil {
+	if len(op.Blocks) <= blocksPerAppend {
+		return s.cfg.Meta.Commit(ctx, cl.Shard, req)
+	}
+	// The session is named by the request and the content, so a retry of
+	// the same PUT reuses it and two PUTs under one key with different
+	// bodies never mix their blocks.
+	id := uploadIDOf(rid + " " + op.Hash.String())
+	res, err := func() (*raftmeta.CommitResult, error) {
+		if _, err := s.cfg.Meta.CreateUpload(ctx, cl.Shard, "u"+id+"/create", cl.Namespace, id, op.Path, nil, nil); err != nil && !errors.Is(err, raftmeta.ErrExists) {
 			return nil, err
 		}
-		var off int64
-		for i := 0; i < len(op.Blocks); i += blocksPerAppend {
-			part := op.Blocks[i:min(len(op.Blocks), i+blocksPerAppend)]
-			u, err := s.cfg.Meta.AppendUpload(ctx, cl.Shard, subID(rid, strconv.Itoa(i)), cl.Namespace, id, off, part, nil)
-			if err != nil {
-				return nil, err
-			}
-			off = u.Size
+		if _, err := s.appendBatches(ctx, cl, id, 0, op.Blocks, nil, nil); err != nil {
+			return nil, err
 		}
 		req.Upload = id
 		req.Ops[0].Blocks = nil
-		res, err := s.cfg.Meta.Commit(ctx, cl.Shard, req)
-		if err != nil && !errors.Is(err, raftmeta.ErrUnknownOutcome) {
-			// The commit did not happen (a precondition, the quota): the
-			// session would hold one of the namespace's upload slots
-			// until it expires.
-			if derr := s.cfg.Meta.DeleteUpload(ctx, cl.Shard, subID(rid, "drop"), cl.Namespace, id); derr != nil {
-				s.log.Warn("could not drop a failed PUT's upload session", "upload", id, "err", derr)
-			}
+		return s.cfg.Meta.Commit(ctx, cl.Shard, req)
+	}()
+	if err != nil && !errors.Is(err, raftmeta.ErrUnknownOutcome) {
+		// Nothing was committed (a precondition, the quota, an append
+		// refused): the session would hold one of the namespace's upload
+		// slots until it expires.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CallTimeout)
+		defer cancel()
+		if derr := s.cfg.Meta.DeleteUpload(dctx, cl.Shard, "u"+id+"/drop", cl.Namespace, id); derr != nil && !errors.Is(derr, raftmeta.ErrNotFound) {
+			s.log.Warn("could not drop a failed PUT's upload session", "upload", id, "err", derr)
 		}
-		return res, err
 	}
-	return s.cfg.Meta.Commit(ctx, cl.Shard, req)
+	return res, err
 }
 
-// uploadIDOf derives the upload-session ID a request uses from its request
-// ID, so a retry of the request uses the same session.
+// appendBatches appends blocks to upload id at off, blocksPerAppend per
+// metadata entry, so no entry grows with the data. marks[k] is the hash
+// state after batch k (nil: none kept); final the state after the last.
+// Each batch's request ID is the upload and its offset, so a retry of the
+// same append finds its first result. It returns the upload after the
+// last batch; an upload that ends elsewhere than off + the blocks' bytes
+// (a retried request answered from its first attempt, or a concurrent
+// append) is ErrOffsetMismatch with the upload's offset.
+func (s *Server) appendBatches(ctx context.Context, cl auth.Claims, id string, off int64, blocks []raftmeta.Block, marks [][]byte, final []byte) (*raftmeta.Upload, error) {
+	var u *raftmeta.Upload
+	want := off
+	for _, b := range blocks {
+		want += b.Size
+	}
+	for k, i := 0, 0; ; k, i = k+1, i+blocksPerAppend {
+		last := i+blocksPerAppend >= len(blocks)
+		part := blocks[i:min(len(blocks), i+blocksPerAppend)]
+		state := final
+		if !last && k < len(marks) {
+			state = marks[k]
+		}
+		var err error
+		u, err = s.cfg.Meta.AppendUpload(ctx, cl.Shard, "u"+id+"/"+strconv.FormatInt(off, 10), cl.Namespace, id, off, part, state)
+		if err != nil {
+			return nil, err
+		}
+		off = u.Size
+		if last {
+			break
+		}
+	}
+	if u.Size != want {
+		return u, &raftmeta.OpError{Code: raftmeta.CodeOffsetMismatch, Op: -1, Offset: u.Size,
+			Message: fmt.Sprintf("the upload is at offset %d, not %d: another append went first", u.Size, want)}
+	}
+	return u, nil
+}
+
+// uploadIDOf derives an upload-session ID from a request ID, so a retry
+// of the request uses the same session.
 func uploadIDOf(rid string) string {
 	sum := sha256.Sum256([]byte("upload " + rid))
 	return hex.EncodeToString(sum[:16])
@@ -385,6 +441,10 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 		ct = "application/octet-stream"
 	}
 	hdr.Set("Content-Type", ct)
+	// Users' files are served from the API's origin, where the session
+	// cookie works: never let a browser run them as active content.
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Content-Security-Policy", "sandbox")
 	rd := s.newBlockReader(r.Context(), f.blocks)
 	defer rd.close()
 	http.ServeContent(w, r, "", f.modified, rd)

@@ -60,7 +60,7 @@ func (s *Server) writeMetaError(w http.ResponseWriter, r *http.Request, err erro
 	if r.Context().Err() != nil {
 		return // the client is gone
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, raftmeta.ErrUnknownOutcome) {
 		retryAfter(w, time.Second)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the request timed out: "+err.Error())
 		return
@@ -150,8 +150,10 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool
 const IdempotencyHeader = "Idempotency-Key"
 
 // requestID returns the metadata request ID of a mutating request: the
-// client's Idempotency-Key scoped to the user (so one user's keys never
-// meet another's), or a fresh random ID. On a bad key it has answered 400.
+// client's Idempotency-Key scoped to the user — their shard and their ID
+// there, since user IDs repeat across shards and an admin's command goes
+// to another user's shard — so one user's keys never meet another's; or a
+// fresh random ID. On a bad key it has answered 400.
 func requestID(w http.ResponseWriter, r *http.Request, cl auth.Claims) (string, bool) {
 	key := r.Header.Get(IdempotencyHeader)
 	if key == "" {
@@ -161,7 +163,7 @@ func requestID(w http.ResponseWriter, r *http.Request, cl auth.Claims) (string, 
 		writeError(w, http.StatusBadRequest, "invalid_argument", IdempotencyHeader+" must be 1 to 80 printable ASCII characters")
 		return "", false
 	}
-	return "k" + strconv.FormatUint(cl.UserID, 36) + "." + key, true
+	return "k" + strconv.FormatUint(cl.Shard, 36) + "." + strconv.FormatUint(cl.UserID, 36) + "." + key, true
 }
 
 // subID derives the request ID of the i-th call a request makes.

@@ -148,8 +148,10 @@ func (s *Server) appendUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 		writeError(w, http.StatusBadRequest, "invalid_argument", "an append needs the "+OffsetHeader+" header")
 		return
 	}
-	rid, ok := requestID(w, r, cl)
-	if !ok {
+	// An append needs no request ID of its own: each metadata entry is
+	// named by the upload and the offset it starts at, which makes a
+	// repeated append idempotent (an Idempotency-Key is still checked).
+	if _, ok := requestID(w, r, cl); !ok {
 		return
 	}
 	// The blocks and their record must outlive a client that goes away
@@ -173,10 +175,14 @@ func (s *Server) appendUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 		s.writeMetaError(w, r, err)
 		return
 	}
-	blocks, n, err := s.storeStream(context.WithoutCancel(r.Context()), r.Body, h, off)
+	blocks, n, marks, err := s.storeStream(context.WithoutCancel(r.Context()), r.Body, h, off)
 	switch {
 	case errors.Is(err, errTooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a file is at most %d bytes", s.cfg.MaxFileSize))
+		return
+	case errors.Is(err, errBusy):
+		retryAfter(w, time.Second)
+		writeError(w, http.StatusTooManyRequests, "overloaded", err.Error()+"; retry later")
 		return
 	case err != nil && !errors.Is(err, errIncomplete):
 		s.writeMetaError(w, r, err)
@@ -186,7 +192,7 @@ func (s *Server) appendUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 	ctx, cancel = context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.CallTimeout)
 	defer cancel()
 	if n > 0 || incomplete == nil {
-		u, err = s.cfg.Meta.AppendUpload(ctx, cl.Shard, rid, cl.Namespace, id, off, blocks, hashState(h))
+		u, err = s.appendBatches(ctx, cl, id, off, blocks, marks, hashState(h))
 		if err != nil {
 			s.writeMetaError(w, r, err)
 			return
@@ -251,10 +257,12 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 			return
 		}
 	}
-	var m uploadMeta
-	if err := json.Unmarshal(u.Meta, &m); err != nil {
-		s.writeMetaError(w, r, fmt.Errorf("%w: the upload's options: %v", raftmeta.ErrCorruptStore, err))
-		return
+	m := uploadMeta{Mtime: s.cfg.Now().UnixNano(), Mode: 0o644} // a PUT's own session keeps none
+	if len(u.Meta) > 0 {
+		if err := json.Unmarshal(u.Meta, &m); err != nil {
+			s.writeMetaError(w, r, fmt.Errorf("%w: the upload's options: %v", raftmeta.ErrCorruptStore, err))
+			return
+		}
 	}
 	op := raftmeta.Op{Kind: raftmeta.OpPut, Path: u.Path, IfMatch: m.IfMatch, IfNoneMatch: m.IfNoneMatch,
 		Size: u.Size, Mtime: m.Mtime, Mode: m.Mode, Hash: sum}

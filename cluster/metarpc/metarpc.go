@@ -70,6 +70,11 @@ const (
 	// MaxWaitTimeout caps the timeout of a WaitChanges call: the server
 	// waits at most this long, and the client asks for no more.
 	MaxWaitTimeout = 60 * time.Second
+	// MaxMsgSize is the largest request or answer the node's server and
+	// pool accept (gRPC's defaults, 4 MiB, would refuse a stat of a file
+	// of ~48,000 blocks, about 48 GiB). A stat or history answer of a file
+	// of more than about a million blocks (~1 TiB) is beyond it today.
+	MaxMsgSize = 128 << 20
 )
 
 // Shards is the set of metadata replicas a node hosts, as the Server

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -212,14 +213,22 @@ func (c *Checker) Check(ctx context.Context, cl Claims) error {
 // Forget drops the cached answers about a user and makes lookups already
 // in flight for them go uncached, so the next Check asks the source again.
 // Call it after this gateway itself revoked one or all of the user's tokens.
+//
+// The name is matched case-insensitively (user names are), so an admin
+// call naming "ALICE" forgets the answers about tokens of "alice".
 func (c *Checker) Forget(shard uint64, user string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k := range c.byUser[userKey{shard, user}] {
-		c.removeLocked(c.entries[k])
+	for uk, keys := range c.byUser {
+		if uk.shard != shard || !strings.EqualFold(uk.user, user) {
+			continue
+		}
+		for k := range keys {
+			c.removeLocked(c.entries[k])
+		}
 	}
 	for k, call := range c.inflight {
-		if k.shard == shard && k.user == user {
+		if k.shard == shard && strings.EqualFold(k.user, user) {
 			call.forgotten = true
 			delete(c.inflight, k)
 		}

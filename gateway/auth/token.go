@@ -36,7 +36,7 @@ const (
 
 	// macDomain separates this MAC from any other use of the same key.
 	macDomain   = "coffer-session-v1\x00"
-	payloadVers = 1
+	payloadVers = 2  // 2: tokens carry the session epoch (ep); 1-tokens predate it and are refused
 	idBytes     = 16 // 128-bit token IDs
 )
 
