@@ -104,6 +104,36 @@ var (
 	errBusy       = errors.New("too many uploads on this gateway")
 )
 
+// uploadCharge is the most a body is charged against UploadMemory: the
+// chunker's buffer (2 × 4 MiB), the chunks queued for hashing (8 × 4 MiB)
+// and PutParallelism blocks being stored (8 × 4 MiB, copied once more by
+// the replicator), rounded up.
+const uploadCharge = 96 << 20
+
+// budget is a non-blocking counting semaphore of bytes.
+type budget struct {
+	max int64
+
+	mu   sync.Mutex
+	used int64
+}
+
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.max && b.used > 0 {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+}
+
 // bodyReader remembers the error that ended a request body early.
 type bodyReader struct {
 	r   io.Reader
@@ -128,13 +158,18 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // blocks cut and stored before the break (h has seen exactly their bytes);
 // any other error returns no blocks. Blocks stored for nothing are garbage
 // the collector reclaims.
-func (s *Server) storeStream(ctx context.Context, body io.Reader, h hash.Hash, base int64) (blocks []raftmeta.Block, n int64, marks [][]byte, err error) {
-	select {
-	case s.uploads <- struct{}{}:
-		defer func() { <-s.uploads }()
-	default:
+//
+// declared is the body's Content-Length (-1: unknown); the body is charged
+// against UploadMemory while it streams (errBusy when that is spent).
+func (s *Server) storeStream(ctx context.Context, body io.Reader, declared int64, h hash.Hash, base int64) (blocks []raftmeta.Block, n int64, marks [][]byte, err error) {
+	charge := int64(uploadCharge)
+	if declared >= 0 && declared < uploadCharge/3 {
+		charge = 3*declared + 128<<10
+	}
+	if !s.uploads.take(charge) {
 		return nil, 0, nil, errBusy
 	}
+	defer s.uploads.give(charge)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -229,7 +264,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 		return
 	}
 	h := sha256.New()
-	blocks, size, _, err := s.storeStream(r.Context(), r.Body, h, 0)
+	blocks, size, _, err := s.storeStream(r.Context(), r.Body, r.ContentLength, h, 0)
 	switch {
 	case errors.Is(err, errTooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a file is at most %d bytes", s.cfg.MaxFileSize))

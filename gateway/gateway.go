@@ -73,7 +73,7 @@ const (
 	DefaultMaxFileSize    = 1 << 40 // 1 TiB
 	DefaultMaxJSONBody    = 16 << 20
 	DefaultMaxInFlight    = 512
-	DefaultMaxUploads     = 16
+	DefaultUploadMemory   = 1536 << 20
 	DefaultUserRate       = 200 // requests per second per user
 	DefaultUserBurst      = 400
 	DefaultMaxLongPolls   = 10000
@@ -111,11 +111,14 @@ type Config struct {
 	// 10000). Beyond either, requests get 429 with Retry-After.
 	MaxInFlight  int
 	MaxLongPolls int
-	// MaxUploads bounds the file bodies (PUT /v1/files, upload appends)
-	// streamed at once (default 16): each holds up to ~100 MiB in chunks
-	// being hashed and stored, so this is the gateway's upload memory
-	// bound. Beyond it, 429 with Retry-After.
-	MaxUploads int
+	// UploadMemory bounds the memory of the file bodies (PUT /v1/files,
+	// upload appends) streamed at once (default 1.5 GiB). A body is
+	// charged an estimate of what it holds at most — chunks being read,
+	// hashed and stored: three times its Content-Length plus 128 KiB, at
+	// most uploadCharge (96 MiB, also for a body of unknown length) — so
+	// many small files stream at once and about 16 large ones. Beyond it,
+	// 429 with Retry-After.
+	UploadMemory int64
 	// UserRate and UserBurst limit each user's requests per second on this
 	// gateway (defaults 200 and 400; a negative UserRate turns it off).
 	UserRate  float64
@@ -173,8 +176,8 @@ func (c Config) ValidateTunables() error {
 	if c.LongPoll > metaMaxWait {
 		errs = append(errs, fmt.Errorf("LongPoll %v is above %v", c.LongPoll, metaMaxWait))
 	}
-	if c.MaxFileSize < 0 || c.MaxJSONBody < 0 || c.MaxInFlight < 0 || c.MaxLongPolls < 0 || c.MaxUploads < 0 || c.UserBurst < 0 || c.PutParallelism < 0 {
-		errs = append(errs, errors.New("MaxFileSize, MaxJSONBody, MaxInFlight, MaxLongPolls, UserBurst and PutParallelism must not be negative"))
+	if c.MaxFileSize < 0 || c.MaxJSONBody < 0 || c.MaxInFlight < 0 || c.MaxLongPolls < 0 || c.UploadMemory < 0 || c.UserBurst < 0 || c.PutParallelism < 0 {
+		errs = append(errs, errors.New("MaxFileSize, MaxJSONBody, MaxInFlight, MaxLongPolls, UploadMemory, UserBurst and PutParallelism must not be negative"))
 	}
 	if c.Chunking != (cdc.Config{}) {
 		if err := c.Chunking.Validate(); err != nil {
@@ -205,7 +208,7 @@ type Server struct {
 	cache    *blockcache.Cache // nil: no cache
 	inflight chan struct{}
 	polls    chan struct{}
-	uploads  chan struct{}
+	uploads  *budget
 	users    *userLimits
 	basic    *basicCache
 
@@ -241,8 +244,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxLongPolls == 0 {
 		cfg.MaxLongPolls = DefaultMaxLongPolls
 	}
-	if cfg.MaxUploads == 0 {
-		cfg.MaxUploads = DefaultMaxUploads
+	if cfg.UploadMemory == 0 {
+		cfg.UploadMemory = DefaultUploadMemory
 	}
 	if cfg.UserRate == 0 {
 		cfg.UserRate = DefaultUserRate
@@ -270,7 +273,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "gateway"), limiter: lim,
-		inflight: make(chan struct{}, cfg.MaxInFlight), polls: make(chan struct{}, cfg.MaxLongPolls), uploads: make(chan struct{}, cfg.MaxUploads),
+		inflight: make(chan struct{}, cfg.MaxInFlight), polls: make(chan struct{}, cfg.MaxLongPolls), uploads: &budget{max: cfg.UploadMemory},
 		users: newUserLimits(cfg.UserRate, cfg.UserBurst, cfg.Now), basic: newBasicCache()}
 	s.checker, err = auth.NewChecker(revocations{s}, cfg.Revocation)
 	if err != nil {

@@ -175,7 +175,7 @@ func (s *Server) appendUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 		s.writeMetaError(w, r, err)
 		return
 	}
-	blocks, n, marks, err := s.storeStream(context.WithoutCancel(r.Context()), r.Body, h, off)
+	blocks, n, marks, err := s.storeStream(context.WithoutCancel(r.Context()), r.Body, r.ContentLength, h, off)
 	switch {
 	case errors.Is(err, errTooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a file is at most %d bytes", s.cfg.MaxFileSize))
