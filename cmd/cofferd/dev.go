@@ -243,5 +243,5 @@ func printDev(w io.Writer, st *wire.ClusterStatus, l *devLayout, took time.Durat
 		leads[g.Leader]++
 	}
 	fmt.Fprintf(w, "coffer dev: group leaders per node: %v\n", leads)
-	fmt.Fprintf(w, "coffer dev: HTTP on http://%s (/healthz, /readyz, /metrics, /v1/admin/...)\n", l.Nodes[0].HTTP)
+	fmt.Fprintf(w, "coffer dev: HTTP on http://%s (the user API /v1/... as in docs/API.md; /healthz, /readyz, /metrics, /v1/admin/...)\n", l.Nodes[0].HTTP)
 }
