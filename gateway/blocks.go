@@ -108,10 +108,8 @@ func (s *Server) putBlock(w http.ResponseWriter, r *http.Request, cl auth.Claims
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a block is at most %d bytes", maxBlockBody))
 		return
 	}
-	if blockstore.Sum(data) != ref {
-		writeError(w, http.StatusBadRequest, "hash_mismatch", "the body's SHA-256 is not the ref")
-		return
-	}
+	// Blocks.Put verifies data against ref before it contacts any node
+	// (ErrHashMismatch, answered 400 hash_mismatch).
 	if _, err := s.getSigner(r.Context()); err != nil {
 		retryAfter(w, time.Second)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster key is not available yet")

@@ -179,6 +179,9 @@ func (c Config) ValidateTunables() error {
 	if c.MaxFileSize < 0 || c.MaxJSONBody < 0 || c.MaxInFlight < 0 || c.MaxLongPolls < 0 || c.UploadMemory < 0 || c.UserBurst < 0 || c.PutParallelism < 0 {
 		errs = append(errs, errors.New("MaxFileSize, MaxJSONBody, MaxInFlight, MaxLongPolls, UploadMemory, UserBurst and PutParallelism must not be negative"))
 	}
+	if c.BlockCache > 0 && c.BlockCache < blockcache.MinMaxBytes {
+		errs = append(errs, fmt.Errorf("BlockCache %d is below %d bytes (negative: no cache)", c.BlockCache, blockcache.MinMaxBytes))
+	}
 	if c.Chunking != (cdc.Config{}) {
 		if err := c.Chunking.Validate(); err != nil {
 			errs = append(errs, err)
@@ -333,26 +336,25 @@ func (s *Server) handle(mux *http.ServeMux, pattern string, h func(http.Response
 
 // handleAdmin registers an admin route.
 func (s *Server) handleAdmin(mux *http.ServeMux, pattern string, h func(http.ResponseWriter, *http.Request, auth.Claims)) {
-	s.handle(mux, pattern, func(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
-		if !cl.Admin {
-			writeError(w, http.StatusForbidden, "forbidden", "admin role required")
-			return
-		}
-		h(w, r, cl)
-	})
+	s.handle(mux, pattern, adminOnly(h))
 }
 
 // Admin wraps h, a handler of the node's admin API: the caller
 // authenticates as for any request (token, cookie or Basic, rate-limited)
 // and must be an admin user.
 func (s *Server) Admin(h http.HandlerFunc) http.HandlerFunc {
-	return s.authenticated(func(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
+	return s.authenticated(adminOnly(func(w http.ResponseWriter, r *http.Request, _ auth.Claims) { h(w, r) }))
+}
+
+// adminOnly runs h for admin users and answers 403 to the others.
+func adminOnly(h func(http.ResponseWriter, *http.Request, auth.Claims)) func(http.ResponseWriter, *http.Request, auth.Claims) {
+	return func(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
 		if !cl.Admin {
 			writeError(w, http.StatusForbidden, "forbidden", "admin role required")
 			return
 		}
-		h(w, r)
-	})
+		h(w, r, cl)
+	}
 }
 
 // CookieName is the session cookie's name.

@@ -91,9 +91,6 @@ func (s *Server) writeMetaError(w http.ResponseWriter, r *http.Request, err erro
 		s.log.Warn("request failed", "path", r.URL.Path, "err", err)
 	}
 	out := wire.ErrorDetail{Code: string(code), Message: err.Error()}
-	if code == raftmeta.CodeCursorExpired {
-		out.Code = "cursor_reset"
-	}
 	if code == raftmeta.CodeNotLeader {
 		out.Code = "unavailable"
 	}
