@@ -189,62 +189,24 @@ func (s *Server) referenced(ctx context.Context, cl auth.Claims, refs []raftmeta
 	return out, nil
 }
 
-// checkBlocks verifies that the caller may name every block of ops: each
-// is referenced by the caller's namespace already, or covered by one of
-// receipts with the same size. It returns an error wrapping
-// raftmeta.ErrInvalidArgument (or ErrNotFound for a block with no receipt).
-func (s *Server) checkBlocks(ctx context.Context, cl auth.Claims, ops []raftmeta.Op, receipts []string) error {
-	var refs []raftmeta.Sum
-	sizes := map[raftmeta.Sum]int64{}
-	for _, op := range ops {
-		for _, b := range op.Blocks {
-			if sz, ok := sizes[b.Ref]; ok {
-				if sz != b.Size {
-					return fmt.Errorf("%w: block %s is named with two sizes", raftmeta.ErrInvalidArgument, b.Ref)
-				}
-				continue
-			}
-			sizes[b.Ref] = b.Size
-			refs = append(refs, b.Ref)
-		}
-	}
-	if len(refs) == 0 {
-		return nil
-	}
-	vouched := map[raftmeta.Sum]int64{}
+// vouched checks a commit's receipts and returns the blocks they vouch
+// for. The shard then refuses, inside the commit's apply, any block a put
+// names that the caller's namespace does not reference and no receipt
+// covers (raftmeta.CommitRequest.Check): checked there, the rule holds at
+// the moment the commit lands, which block garbage collection relies on.
+// A bad receipt is ErrInvalidArgument.
+func (s *Server) vouched(cl auth.Claims, receipts []string) ([]raftmeta.Block, error) {
 	key := s.receiptKey()
 	now := s.cfg.Now()
+	out := make([]raftmeta.Block, 0, len(receipts))
 	for _, rc := range receipts {
 		ref, size, err := checkReceipt(key, cl.Shard, cl.Namespace, rc, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		vouched[ref] = size
+		out = append(out, raftmeta.Block{Ref: ref, Size: size})
 	}
-	var ask []raftmeta.Sum
-	for _, ref := range refs {
-		if size, ok := vouched[ref]; ok {
-			if size != sizes[ref] {
-				return fmt.Errorf("%w: block %s has %d bytes, not %d", raftmeta.ErrInvalidArgument, ref, size, sizes[ref])
-			}
-			continue
-		}
-		ask = append(ask, ref)
-	}
-	if len(ask) == 0 {
-		return nil
-	}
-	have, err := s.referenced(ctx, cl, ask)
-	if err != nil {
-		return err
-	}
-	for i, ok := range have {
-		if !ok {
-			return &raftmeta.OpError{Code: raftmeta.CodeNotFound, Op: -1, Message: "block " + ask[i].String() +
-				" was not uploaded: PUT /v1/blocks/" + ask[i].String() + " and pass its receipt"}
-		}
-	}
-	return nil
+	return out, nil
 }
 
 // parseRev parses a revision number in a header or query ("7" or the

@@ -169,11 +169,13 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, cl auth.Claims) 
 	}
 	ctx, cancel := s.callCtx(r)
 	defer cancel()
-	if err := s.checkBlocks(ctx, cl, ops, req.Receipts); err != nil {
+	vouched, err := s.vouched(cl, req.Receipts)
+	if err != nil {
 		s.writeMetaError(w, r, err)
 		return
 	}
-	res, err := s.cfg.Meta.Commit(ctx, cl.Shard, raftmeta.CommitRequest{RequestID: rid, Namespace: cl.Namespace, Ops: ops})
+	res, err := s.cfg.Meta.Commit(ctx, cl.Shard, raftmeta.CommitRequest{RequestID: rid, Namespace: cl.Namespace, Ops: ops,
+		Check: &raftmeta.BlockCheck{Vouched: vouched}})
 	if err != nil {
 		s.writeMetaError(w, r, err)
 		return

@@ -141,6 +141,23 @@ type CommitRequest struct {
 	// same entry; if the commit fails, it stays. An unknown or expired
 	// upload is ErrNotFound.
 	Upload string `json:"upload,omitempty"`
+	// Check, if set, refuses a put op that names a block the namespace
+	// does not reference at the moment the commit applies — unless the
+	// block is in Check.Vouched (the caller saw proof that this user
+	// stored it: a block receipt). It is checked inside the state machine,
+	// where block garbage collection can rely on it (blockstore/gc's
+	// safety argument: a block is named only while referenced, or within
+	// its grace period after it was stored). A refused block is
+	// ErrNotFound naming the block. A gateway committing blocks it stored
+	// itself leaves Check nil.
+	Check *BlockCheck `json:"check,omitempty"`
+}
+
+// BlockCheck is the block check of a commit (CommitRequest.Check).
+type BlockCheck struct {
+	// Vouched are the blocks the caller proved this user stored (ref and
+	// size must both match the op's block).
+	Vouched []Block `json:"vouched,omitempty"`
 }
 
 // Commit applies a batch of ops atomically and appends one journal record.
@@ -172,7 +189,7 @@ func (s *Shard) Commit(ctx context.Context, r CommitRequest) (*CommitResult, err
 			}
 		}
 	}
-	res, err := s.propose(ctx, &command{Type: cmdCommit, RequestID: r.RequestID, Commit: &commitCmd{Namespace: r.Namespace, Ops: r.Ops, Upload: r.Upload}})
+	res, err := s.propose(ctx, &command{Type: cmdCommit, RequestID: r.RequestID, Commit: &commitCmd{Namespace: r.Namespace, Ops: r.Ops, Upload: r.Upload, Check: r.Check}})
 	if err != nil {
 		return nil, err
 	}

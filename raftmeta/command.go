@@ -85,6 +85,10 @@ type commitCmd struct {
 	// Upload, if set, is the upload session the commit finishes: its
 	// blocks become the put op's (see finishUpload).
 	Upload string `json:"upload,omitempty"`
+	// Check, if set, makes every block a put op names prove itself (see
+	// CommitRequest.Check). Entries without it (from before it existed,
+	// or from a gateway that stored the blocks itself) are not checked.
+	Check *BlockCheck `json:"check,omitempty"`
 }
 
 // createUploadCmd opens an upload session.

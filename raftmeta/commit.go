@@ -15,6 +15,10 @@ const (
 	MaxOpsPerCommit = 10000
 	// MaxBlocksPerFile bounds a file's block list (4 TiB at 4 MiB blocks).
 	MaxBlocksPerFile = 1 << 20
+	// MaxBlockSize bounds the size a put may give one block (the block
+	// store's own limit is smaller); with MaxBlocksPerFile it keeps a
+	// file's size far from overflowing.
+	MaxBlockSize = 64 << 20
 	// MaxChangesPerCommit bounds the nodes one commit changes (a subtree
 	// delete changes every live node below the folder).
 	MaxChangesPerCommit = 1 << 20
@@ -39,6 +43,35 @@ type commitState struct {
 	nodes map[uint64]*Node
 	// created holds the nodes this commit created.
 	created map[uint64]bool
+	// check: every block a put names must be referenced by the namespace
+	// or vouched for (CommitRequest.Check).
+	check   bool
+	vouched map[Sum]int64
+}
+
+// checkBlocks refuses a put op naming a block the namespace does not
+// reference (in this batch's state, so an earlier op of the batch counts)
+// and nobody vouched for with this size.
+func (cs *commitState) checkBlocks(op *Op) (*OpError, error) {
+	if !cs.check {
+		return nil, nil
+	}
+	for _, b := range op.Blocks {
+		if size, ok := cs.vouched[b.Ref]; ok {
+			if size != b.Size {
+				return &OpError{Code: CodeInvalidArgument, Message: fmt.Sprintf("block %s has %d bytes, not %d", b.Ref, size, b.Size)}, nil
+			}
+			continue
+		}
+		_, ok, err := cs.t.getU64(cs.t.k.ref(cs.ns.ID, b.Ref))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return &OpError{Code: CodeNotFound, Message: fmt.Sprintf("block %s was not uploaded: store it and pass its receipt", b.Ref)}, nil
+		}
+	}
+	return nil, nil
 }
 
 // node returns node id of the namespace, or nil.
@@ -92,6 +125,13 @@ func (t *tx) commit(rid string, c *commitCmd) (*result, error) {
 		}
 	}
 	cs := &commitState{t: t, ns: ns, byID: make(map[uint64]*Change), nodes: make(map[uint64]*Node), created: make(map[uint64]bool)}
+	if c.Check != nil {
+		cs.vouched = make(map[Sum]int64, len(c.Check.Vouched))
+		for _, b := range c.Check.Vouched {
+			cs.vouched[b.Ref] = b.Size
+		}
+		cs.check = true
+	}
 	if owner != nil {
 		cs.quota = owner.Quota
 	}
@@ -371,8 +411,8 @@ func validContent(op *Op) *OpError {
 	}
 	var sum int64
 	for i, b := range op.Blocks {
-		if b.Size <= 0 || b.Ref.IsZero() {
-			return bad(fmt.Sprintf("block %d has no ref or a size <= 0", i))
+		if b.Size <= 0 || b.Ref.IsZero() || b.Size > MaxBlockSize {
+			return bad(fmt.Sprintf("block %d has no ref, or a size <= 0 or above %d", i, MaxBlockSize))
 		}
 		sum += b.Size
 	}
@@ -392,6 +432,9 @@ func (cs *commitState) put(op *Op) (*Node, *OpError, error) {
 	}
 	if oe := validContent(op); oe != nil {
 		return nil, oe, nil
+	}
+	if oe, err := cs.checkBlocks(op); err != nil || oe != nil {
+		return nil, oe, err
 	}
 	dir, name := metapath.Parent(p)
 	parent, oe, err := cs.ensureDir(dir)

@@ -954,9 +954,9 @@ func TestQuota(t *testing.T) {
 	h.must(ns, fxDel("/c"))
 	// Quota 0 is unlimited.
 	v := h.createUser("bob", 0)
-	huge := Op{Kind: OpPut, Path: "/huge", Size: 1 << 50, Hash: fxSum("huge"), Blocks: []Block{{Ref: fxSum("h1"), Size: 1 << 49}, {Ref: fxSum("h2"), Size: 1 << 49}}}
+	huge := Op{Kind: OpPut, Path: "/huge", Size: 2 * MaxBlockSize, Hash: fxSum("huge"), Blocks: []Block{{Ref: fxSum("h1"), Size: MaxBlockSize}, {Ref: fxSum("h2"), Size: MaxBlockSize}}}
 	h.must(v.Namespace, huge)
-	if n := h.nsRec(v.Namespace); n.Used != 1<<50 {
+	if n := h.nsRec(v.Namespace); n.Used != 2*MaxBlockSize {
 		t.Fatalf("namespace %+v", n)
 	}
 }
