@@ -33,8 +33,11 @@ type Config struct {
 	// last (at first the first) and moves on in order when one cannot be
 	// reached or answers 502, 503 or 504.
 	Servers []string
-	// User and Password are sent as HTTP Basic credentials (token auth
-	// comes with the gateway). Empty User and Password send none.
+	// Token is a session token (from Login), sent as
+	// "Authorization: Bearer". When set, User and Password are not sent.
+	Token string
+	// User and Password are sent as HTTP Basic credentials when there is no
+	// Token. Empty User and Password send none.
 	User, Password string
 	// HTTPClient sends the requests (default: a new client with
 	// http.DefaultTransport). Its own Timeout, if any, also applies.
@@ -70,6 +73,9 @@ func (c Config) Validate() error {
 	if strings.Contains(c.User, ":") {
 		bad("user %q: HTTP Basic user names cannot contain ':'", c.User)
 	}
+	if strings.ContainsAny(c.Token, " \t\r\n") {
+		bad("token: must not contain white space")
+	}
 	if c.Timeout < 0 {
 		bad("timeout %v: must not be negative", c.Timeout)
 	}
@@ -82,6 +88,7 @@ func (c Config) Validate() error {
 // Client calls one Coffer cluster. It is safe for concurrent use.
 type Client struct {
 	servers   []string // without a trailing slash
+	token     string
 	user      string
 	password  string
 	hc        *http.Client
@@ -94,7 +101,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{user: cfg.User, password: cfg.Password, hc: cfg.HTTPClient, timeout: cfg.Timeout}
+	c := &Client{token: cfg.Token, user: cfg.User, password: cfg.Password, hc: cfg.HTTPClient, timeout: cfg.Timeout}
 	for _, s := range cfg.Servers {
 		c.servers = append(c.servers, strings.TrimRight(s, "/"))
 	}
@@ -126,34 +133,57 @@ func (c *Client) RemoveNode(ctx context.Context, name string) (*wire.RemoveNodeR
 	return &res, nil
 }
 
-// do sends the request to the servers in turn, starting with the one that
-// answered last, and decodes a JSON answer into out. It moves on to the
-// next server when one cannot be reached or answers 502, 503 or 504, but
-// a request that is not safe to repeat only when it certainly did not reach
-// the server (the connection was never made).
+// request is one API call.
+type request struct {
+	method, path string
+	query        url.Values
+	header       http.Header
+	body         []byte // sent as is (with in == nil)
+	in, out      any    // JSON request and answer bodies (nil: none)
+	// safe says the request may be sent again after it may have reached a
+	// server: it reads, or it carries an Idempotency-Key, or repeating it
+	// is harmless.
+	safe bool
+	// noAuth sends no credentials (login).
+	noAuth bool
+	// answer, if set, receives the successful answer's headers.
+	answer *http.Header
+}
+
+// do sends a JSON request without extra headers: see send.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body []byte
-	if in != nil {
-		b, err := json.Marshal(in)
+	return c.send(ctx, &request{method: method, path: path, in: in, out: out})
+}
+
+// send sends the request to the servers in turn, starting with the one that
+// answered last, and decodes a JSON answer into r.out. It moves on to the
+// next server when one cannot be reached or answers 502, 503 or 504, but
+// a request that is not safe to repeat (a write without an
+// Idempotency-Key) only when it certainly did not reach the server (the
+// connection was never made).
+func (c *Client) send(ctx context.Context, r *request) error {
+	if r.in != nil {
+		b, err := json.Marshal(r.in)
 		if err != nil {
 			return fmt.Errorf("encoding the request: %w", err)
 		}
-		body = b
+		r.body = b
 	}
-	idempotent := method == http.MethodGet || method == http.MethodHead
+	safe := r.safe || r.method == http.MethodGet || r.method == http.MethodHead ||
+		r.header.Get("Idempotency-Key") != ""
 	n := len(c.servers)
 	start := int(c.preferred.Load())
 	var fails []error
 	var lastAnswer *Error
 	for i := range n {
 		idx := (start + i) % n
-		next, err := c.attempt(ctx, c.servers[idx], method, path, body, idempotent, out)
+		next, err := c.attempt(ctx, c.servers[idx], r, safe)
 		if err == nil {
 			c.preferred.Store(int32(idx))
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+			return fmt.Errorf("%s %s: %w", r.method, r.path, ctx.Err())
 		}
 		if !next {
 			return err
@@ -169,29 +199,52 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return fmt.Errorf("%w: no server answered: %w", ErrUnavailable, errors.Join(fails...))
 }
 
+// newRequest builds the HTTP request of r for one server, with credentials.
+func (c *Client) newRequest(ctx context.Context, server string, r *request) (*http.Request, error) {
+	var rd io.Reader
+	if r.body != nil {
+		rd = bytes.NewReader(r.body)
+	}
+	u := server + r.path
+	if len(r.query) > 0 {
+		u += "?" + r.query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range r.header {
+		req.Header[k] = v
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
+	if r.in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	switch {
+	case r.noAuth:
+	case c.token != "":
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	case c.user != "" || c.password != "":
+		req.SetBasicAuth(c.user, c.password)
+	}
+	return req, nil
+}
+
 // attempt sends the request to one server. next says whether another
 // server may be tried.
-func (c *Client) attempt(ctx context.Context, server, method, path string, body []byte, idempotent bool, out any) (next bool, err error) {
+func (c *Client) attempt(ctx context.Context, server string, r *request, safe bool) (next bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, server+path, rd)
+	req, err := c.newRequest(ctx, server, r)
 	if err != nil {
 		return false, err
 	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.user != "" || c.password != "" {
-		req.SetBasicAuth(c.user, c.password)
-	}
+	method, path := r.method, r.path
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if idempotent || neverSent(err) {
+		if safe || neverSent(err) {
 			return true, err
 		}
 		return false, fmt.Errorf("%w: the outcome is unknown (the server may have acted on it): %w", ErrUnavailable, err)
@@ -199,7 +252,7 @@ func (c *Client) attempt(ctx context.Context, server, method, path string, body 
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
-		if idempotent {
+		if safe {
 			return true, fmt.Errorf("%s %s: reading the answer: %w", method, server+path, err)
 		}
 		return false, fmt.Errorf("%w: %s %s: reading the answer: %w", ErrUnavailable, method, server+path, err)
@@ -209,25 +262,34 @@ func (c *Client) attempt(ctx context.Context, server, method, path string, body 
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := answerError(resp.StatusCode, data)
-		retry := resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
-			resp.StatusCode == http.StatusGatewayTimeout
-		return retry && idempotent, e
+		return retryStatus(resp.StatusCode) && safe, e
 	}
-	if out == nil {
+	if r.answer != nil {
+		*r.answer = resp.Header
+	}
+	if r.out == nil {
 		return false, nil
 	}
-	if err := json.Unmarshal(data, out); err != nil {
+	if err := json.Unmarshal(data, r.out); err != nil {
 		return false, fmt.Errorf("%s %s: bad answer: %w", method, server+path, err)
 	}
 	return false, nil
 }
 
+// retryStatus reports whether an answer with this status lets a safe
+// request move on to another server.
+func retryStatus(status int) bool {
+	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable ||
+		status == http.StatusGatewayTimeout
+}
+
 // answerError turns an error answer into an *Error, from its wire.Error
 // body if it has one.
 func answerError(status int, data []byte) *Error {
-	var we wire.Error
+	var we wire.ErrorDetail
 	if json.Unmarshal(data, &we) == nil && we.Code != "" {
-		return &Error{Status: status, Code: we.Code, Message: we.Message}
+		return &Error{Status: status, Code: we.Code, Message: we.Message, CurrentRev: we.CurrentRev,
+			Op: we.Op, Path: we.Path}
 	}
 	msg := strings.TrimSpace(string(data))
 	if len(msg) > 200 {

@@ -24,7 +24,17 @@ var (
 	// that the outcome is unknown: the server may have acted on it.
 	ErrUnavailable = errors.New("unavailable")
 	// ErrConflict: code "conflict" (a precondition or concurrent change).
+	// The *Error's CurrentRev is the target's revision now.
 	ErrConflict = errors.New("conflict")
+	// ErrExists: code "exists" or "case_conflict" (the path or name is
+	// taken).
+	ErrExists = errors.New("exists")
+	// ErrSessionEnded: code "token_expired" or "token_revoked": log in
+	// again.
+	ErrSessionEnded = errors.New("session ended")
+	// ErrHashMismatch: code "hash_mismatch", or downloaded bytes that do
+	// not hash to the SHA-256 the server sent.
+	ErrHashMismatch = errors.New("hash mismatch")
 )
 
 // codeSentinel maps the wire's error codes to sentinels. Codes not listed
@@ -43,6 +53,12 @@ func codeSentinel(code string) error {
 		return ErrUnavailable
 	case "conflict":
 		return ErrConflict
+	case "exists", "case_conflict":
+		return ErrExists
+	case "token_expired", "token_revoked":
+		return ErrSessionEnded
+	case "hash_mismatch":
+		return ErrHashMismatch
 	}
 	return nil
 }
@@ -72,9 +88,19 @@ type Error struct {
 	Status  int    // the HTTP status
 	Code    string // the wire's stable error code, e.g. "not_found"
 	Message string // for humans
+	// CurrentRev is the target's revision now, for a conflict and the like
+	// (0: absent or not given).
+	CurrentRev uint64
+	// Op is the index of the failed op of a commit (nil: not given).
+	Op *int
+	// Path is the path the error is about ("" if not given).
+	Path string
 }
 
 func (e *Error) Error() string {
+	if e.CurrentRev != 0 && e.Code == "conflict" {
+		return fmt.Sprintf("%s (%s; the current revision is %d)", e.Message, e.Code, e.CurrentRev)
+	}
 	if e.Message == "" {
 		return fmt.Sprintf("%s (HTTP %d)", e.Code, e.Status)
 	}

@@ -70,6 +70,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "coffer: %v\n", err)
+	if errors.Is(err, client.ErrSessionEnded) {
+		fmt.Fprintln(stderr, "The saved session has ended: run 'coffer login NAME'.")
+	}
 	code := exitCode(err)
 	if code == exitUsage && cmd != nil {
 		var ue usageError
@@ -100,6 +103,10 @@ func (a *app) newRoot() *cobra.Command {
 		Short: "Coffer's command-line client",
 		Long: `coffer talks to a Coffer cluster's HTTP API.
 
+Credentials: the session token saved by 'coffer login' (in
+$XDG_CONFIG_HOME/coffer, else ~/.config/coffer), else the user (--user,
+COFFER_USER) and password (--password-stdin, COFFER_PASSWORD).
+
 Exit codes: 0 ok, 1 error, 2 usage, 3 conflict.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -113,6 +120,8 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 conflict.`,
 	pf.BoolVar(&a.json, "json", false, "print results as JSON")
 	a.root = root
 	root.AddCommand(a.adminCommand())
+	a.addSessionCommands(root)
+	a.addFileCommands(root)
 	return root
 }
 
@@ -151,10 +160,40 @@ func (a *app) setting(flag, env, val string) string {
 	return val
 }
 
-// client builds the API client from the global flags and the environment.
+// client builds the API client from the global flags and the environment:
+// the saved session's token when there is one (see login), else the user
+// and password.
 func (a *app) client() (*client.Client, error) {
+	servers, err := a.servers()
+	if err != nil {
+		return nil, err
+	}
+	if s, err := a.loadSession(); err != nil {
+		return nil, err
+	} else if s != nil && !a.passwordStdin {
+		return client.New(client.Config{Servers: servers, Token: s.Token})
+	}
+	password, err := a.password()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(client.Config{
+		Servers:  servers,
+		User:     a.setting("user", "COFFER_USER", a.user),
+		Password: password,
+	})
+}
+
+// servers returns the server URLs from --server or COFFER_SERVER.
+func (a *app) servers() ([]string, error) {
 	var servers []string
-	for s := range strings.SplitSeq(a.setting("server", "COFFER_SERVER", a.server), ",") {
+	server := a.setting("server", "COFFER_SERVER", a.server)
+	if !a.root.PersistentFlags().Changed("server") && a.getenv("COFFER_SERVER") == "" {
+		if saved := a.savedServer(); saved != "" {
+			server = saved
+		}
+	}
+	for s := range strings.SplitSeq(server, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
 			continue
@@ -167,15 +206,7 @@ func (a *app) client() (*client.Client, error) {
 	if len(servers) == 0 {
 		return nil, usageErrorf("--server: no server given")
 	}
-	password, err := a.password()
-	if err != nil {
-		return nil, err
-	}
-	return client.New(client.Config{
-		Servers:  servers,
-		User:     a.setting("user", "COFFER_USER", a.user),
-		Password: password,
-	})
+	return servers, nil
 }
 
 // password reads the password from stdin (--password-stdin) or the
