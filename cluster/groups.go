@@ -115,7 +115,17 @@ func (n *Node) openGroupLocked(id uint64) (*group, error) {
 		Stream:  layer,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
-		Logger:  hclogslog.New(glog.With("component", "raft-transport"), hclog.Warn),
+		// No pipelined replication: in raft v1.7.3 a pipeline whose
+		// decoder stopped (a follower answered !Success or a newer term)
+		// can leave the sender blocked on a full in-flight queue that
+		// nothing drains, and then Shutdown waits for it forever (seen in
+		// CI: a node's Close hung in the system group's raft Shutdown,
+		// replicate stuck in netPipeline.AppendEntries for minutes). raft's
+		// own benchmarks (PR #541) show pipelining buys little with
+		// batching; with 1 every AppendEntries is synchronous and bounded
+		// by Timeout.
+		MaxRPCsInFlight: 1,
+		Logger:          hclogslog.New(glog.With("component", "raft-transport"), hclog.Warn),
 	})
 	hb, el, lease, commit := n.cfg.raftTiming()
 	if id == SystemGroup {
