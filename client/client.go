@@ -59,13 +59,13 @@ func (c Config) Validate() error {
 		u, err := url.Parse(s)
 		switch {
 		case err != nil:
-			bad("server %q: %v", s, err)
+			bad("server %q: %v", redactRaw(s), redactErr(err))
 		case u.Scheme != "http" && u.Scheme != "https":
 			bad("server %q: the URL must start with http:// or https://", s)
 		case u.Host == "":
 			bad("server %q: no host", s)
 		case u.User != nil:
-			bad("server %q: put credentials in User and Password, not the URL", s)
+			bad("server %q: put credentials in User and Password, not the URL", u.Redacted())
 		case u.RawQuery != "" || u.Fragment != "":
 			bad("server %q: a base URL has no query or fragment", s)
 		}
@@ -309,4 +309,27 @@ func neverSent(err error) bool {
 	}
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// redactRaw hides what may be credentials in a server string that does
+// not parse: everything between "://" and an "@".
+func redactRaw(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	if _, host, ok := strings.Cut(rest, "@"); ok {
+		return scheme + "://xxxxx@" + host
+	}
+	return s
+}
+
+// redactErr drops the URL (which may hold a password) from a URL parse
+// error.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

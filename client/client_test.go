@@ -331,7 +331,7 @@ func TestConfigValidate(t *testing.T) {
 			User:    "a:b", Timeout: -time.Second,
 		}, []string{
 			`"127.0.0.1:8080"`, `"ftp://x": the URL must start with http://`, `"http://": no host`,
-			`"http://u:p@h": put credentials`, `"http://h/?q=1": a base URL has no query`, `"http://h:99999999999/%zz"`,
+			`"http://u:xxxxx@h": put credentials`, `"http://h/?q=1": a base URL has no query`, `"http://h:99999999999/%zz"`,
 			`user "a:b"`, "timeout -1s",
 		}},
 	}
@@ -352,6 +352,9 @@ func TestConfigValidate(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error lacks %q:\n%v", w, err)
 				}
+			}
+			if strings.Contains(err.Error(), "u:p@") {
+				t.Errorf("the error shows a password from a server URL:\n%v", err)
 			}
 		})
 	}

@@ -133,7 +133,7 @@ func routePath(prefix, p string) string {
 // other credentials. Build a Client with Config.Token to use it.
 func (c *Client) Login(ctx context.Context, name, password string) (*Session, error) {
 	var s Session
-	err := c.send(ctx, &request{method: http.MethodPost, path: "/v1/login", noAuth: true, safe: true,
+	err := c.send(ctx, &request{method: http.MethodPost, path: "/v1/login", noAuth: true,
 		in: map[string]string{"name": name, "password": password}, out: &s})
 	if err != nil {
 		return nil, err

@@ -273,6 +273,14 @@ func download(cmd *cobra.Command, c *client.Client, remote string, rev uint64, l
 		return nil, err
 	}
 	ok = true
+	// Make the rename itself durable.
+	if d, err := os.Open(filepath.Dir(local)); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sync %s: %w", filepath.Dir(local), err)
+		}
+	}
 	return info, nil
 }
 

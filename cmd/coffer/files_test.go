@@ -142,3 +142,38 @@ func TestFileCommandUsage(t *testing.T) {
 		}
 	}
 }
+
+// A session started with --server remembers that server: the token goes
+// there later, not to the default. An explicit other --user is not run
+// with alice's token. logout ends the saved session with its token even
+// when Basic credentials are given.
+func TestSessionServerUserAndLogout(t *testing.T) {
+	srv := newSessionServer(t)
+	cfg := t.TempDir()
+	env := map[string]string{"XDG_CONFIG_HOME": cfg}
+	if r := runCoffer(t, env, "pw\n", "--server", srv.URL, "login", "alice", "--password-stdin"); r.code != 0 {
+		t.Fatalf("login: %+v", r)
+	}
+	if r := runCoffer(t, env, "", "whoami"); r.code != 0 || !strings.HasPrefix(r.stdout, "alice") {
+		t.Fatalf("whoami after a --server login, without --server: %+v", r)
+	}
+	env["COFFER_PASSWORD"] = "secret"
+	if r := runCoffer(t, env, "", "--user", "admin", "whoami"); r.code != 0 || !strings.HasPrefix(r.stdout, "admin") {
+		t.Errorf("whoami --user admin with alice's session saved: %+v", r)
+	}
+	if got := srv.auths[len(srv.auths)-1]; !strings.HasPrefix(got, "Basic ") {
+		t.Errorf("--user admin sent %q, not admin's Basic credentials", got)
+	}
+	if r := runCoffer(t, env, "secret\n", "--password-stdin", "logout"); r.code != 0 {
+		t.Fatalf("logout: %+v", r)
+	}
+	if got := srv.auths[len(srv.auths)-1]; got != "Bearer v1.tok" {
+		t.Errorf("logout sent %q, not the session's token", got)
+	}
+	srv.mu.Lock()
+	revoked := srv.revoked
+	srv.mu.Unlock()
+	if !revoked {
+		t.Errorf("logout did not end the session on the server")
+	}
+}

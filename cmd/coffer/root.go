@@ -170,7 +170,7 @@ func (a *app) client() (*client.Client, error) {
 	}
 	if s, err := a.loadSession(); err != nil {
 		return nil, err
-	} else if s != nil && !a.passwordStdin {
+	} else if s != nil && !a.passwordStdin && !a.otherUser(s.User) {
 		return client.New(client.Config{Servers: servers, Token: s.Token})
 	}
 	password, err := a.password()
@@ -182,6 +182,16 @@ func (a *app) client() (*client.Client, error) {
 		User:     a.setting("user", "COFFER_USER", a.user),
 		Password: password,
 	})
+}
+
+// otherUser reports whether --user or COFFER_USER names someone other
+// than user (the saved session's): an explicit user wins over the session,
+// so a command never runs silently as the wrong user.
+func (a *app) otherUser(user string) bool {
+	if !a.root.PersistentFlags().Changed("user") && a.getenv("COFFER_USER") == "" {
+		return false
+	}
+	return !strings.EqualFold(a.setting("user", "COFFER_USER", a.user), user)
 }
 
 // servers returns the server URLs from --server or COFFER_SERVER.

@@ -180,7 +180,11 @@ func (a *app) addSessionCommands(root *cobra.Command) {
 			if err := a.writeConfigJSON(sessionFile, savedSession{User: s.User, Admin: s.Admin, Token: s.Token, Expires: s.Expires}); err != nil {
 				return fmt.Errorf("saving the session: %w", err)
 			}
-			if srv := a.setting("server", "COFFER_SERVER", ""); srv != "" {
+			// Remember the servers this session belongs to (from --server or
+			// COFFER_SERVER), so the token is later sent to them and no
+			// other; the servers of the login are those.
+			if a.root.PersistentFlags().Changed("server") || a.getenv("COFFER_SERVER") != "" {
+				srv := strings.Join(servers, ",")
 				if err := a.writeConfigJSON(configFile, savedConfig{Server: srv}); err != nil {
 					return fmt.Errorf("saving the config: %w", err)
 				}
@@ -206,7 +210,13 @@ func (a *app) addSessionCommands(root *cobra.Command) {
 				_, err := fmt.Fprintln(a.stdout, "not logged in")
 				return err
 			}
-			c, err := a.client()
+			// End the saved session itself (whatever other credentials are
+			// given): a logout with Basic credentials would end nothing.
+			servers, err := a.servers()
+			if err != nil {
+				return err
+			}
+			c, err := client.New(client.Config{Servers: servers, Token: s.Token})
 			if err != nil {
 				return err
 			}
