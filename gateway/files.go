@@ -430,7 +430,11 @@ func (s *Server) resolveFile(ctx context.Context, cl auth.Claims, p string, revQ
 	if err != nil {
 		return nil, err
 	}
-	revs, err := s.cfg.Meta.History(ctx, cl.Shard, cl.Namespace, raftmeta.Target{Path: p}, raftmeta.HistoryOptions{Limit: 1, Rev: rev})
+	e, err := s.cfg.Meta.Stat(ctx, cl.Shard, cl.Namespace, raftmeta.Target{Path: p}, raftmeta.StatOptions{IncludeDeleted: true})
+	if err != nil {
+		return nil, err
+	}
+	revs, err := s.cfg.Meta.History(ctx, cl.Shard, cl.Namespace, raftmeta.Target{ID: e.ID}, raftmeta.HistoryOptions{Limit: 1, Rev: rev})
 	if err != nil {
 		return nil, err
 	}
@@ -441,7 +445,7 @@ func (s *Server) resolveFile(ctx context.Context, cl auth.Claims, p string, revQ
 	if rv.Deleted || rv.Dir {
 		return nil, &raftmeta.OpError{Code: raftmeta.CodeNotFound, Op: -1, Path: p, Message: fmt.Sprintf("revision %d of %s is a deletion or a folder", rev, p)}
 	}
-	return &fileVersion{rev: rv.Rev, size: rv.Size, mtime: rv.Mtime, mode: rv.Mode,
+	return &fileVersion{id: e.ID, rev: rv.Rev, size: rv.Size, mtime: rv.Mtime, mode: rv.Mode,
 		modified: time.Unix(0, rv.Time), hash: rv.Hash, blocks: rv.Blocks}, nil
 }
 

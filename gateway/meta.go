@@ -103,7 +103,9 @@ func (s *Server) move(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
 }
 
 // history answers a file's revisions, newest first, deletions included
-// (?limit=N, ?id=N for a node whose path is taken).
+// (?limit=N, ?id=N for a node whose path is taken, ?from=REV to start at
+// that revision and go older). A full page carries next_from, the ?from of
+// the next page.
 func (s *Server) history(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
 	t, ok := target(w, r)
 	if !ok {
@@ -113,14 +115,45 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 	if !ok {
 		return
 	}
+	var from uint64
+	if v := r.URL.Query().Get("from"); v != "" {
+		var err error
+		if from, err = parseRev(v); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_argument", "from: "+err.Error())
+			return
+		}
+	}
 	ctx, cancel := s.callCtx(r)
 	defer cancel()
-	revs, err := s.cfg.Meta.History(ctx, cl.Shard, cl.Namespace, t, raftmeta.HistoryOptions{Limit: limit})
+	o := raftmeta.HistoryOptions{Limit: limit, Rev: from}
+	revs, err := s.cfg.Meta.History(ctx, cl.Shard, cl.Namespace, t, o)
 	if err != nil {
 		s.writeMetaError(w, r, err)
 		return
 	}
-	wire.WriteJSON(w, http.StatusOK, map[string]any{"revisions": revs})
+	out := historyPage{Revisions: revs}
+	if n := len(revs); n > 0 && n == historyLimit(limit) && revs[n-1].Rev > 1 {
+		out.NextFrom = revs[n-1].Rev - 1
+	}
+	wire.WriteJSON(w, http.StatusOK, out)
+}
+
+// historyPage answers GET /v1/history.
+type historyPage struct {
+	Revisions []raftmeta.Revision `json:"revisions"`
+	NextFrom  uint64              `json:"next_from,omitempty"`
+}
+
+// historyLimit is the page size the shard uses for limit (raftmeta's
+// default 100, at most 10000).
+func historyLimit(limit int) int {
+	switch {
+	case limit <= 0:
+		return 100
+	case limit > 10000:
+		return 10000
+	}
+	return limit
 }
 
 // restore brings back a revision of a file (a deleted one too) as a new
