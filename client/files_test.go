@@ -447,6 +447,13 @@ func TestUploadConflictAndRetry(t *testing.T) {
 	if !errors.Is(err, ErrConflict) || !errors.As(err, &e) || e.CurrentRev != 1 {
 		t.Errorf("stale upload: %v (%#v)", err, e)
 	}
+	// A caller's own key is the commit's.
+	if _, err := c.Upload(context.Background(), strings.NewReader("mine"), "/b", UploadOptions{IdempotencyKey: "my-key-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.keys[len(srv.keys)-1]; got != "my-key-1" {
+		t.Errorf("commit sent Idempotency-Key %q, want the caller's my-key-1", got)
+	}
 }
 
 func TestDownloadVerifies(t *testing.T) {
@@ -533,5 +540,40 @@ func TestUploadBatchesAndFailure(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Code != "quota_exceeded" {
 		t.Errorf("upload with a refused block: %v", err)
+	}
+}
+
+// A server that stops sending in the middle of a body is an error after
+// Config.Timeout, not a hang.
+func TestDownloadStallsOut(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.Header().Set("X-Coffer-Sha256", strings.Repeat("0", 64))
+		w.Write([]byte("only the first bytes"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	c, err := New(Config{Servers: []string{srv.URL}, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Download(context.Background(), "/f", 0, io.Discard)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("a stalled download: %v, want ErrUnavailable", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a stalled download is still waiting after 30 s")
 	}
 }

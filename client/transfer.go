@@ -41,6 +41,12 @@ type UploadOptions struct {
 	// Parallel is how many blocks are sent at once (0:
 	// DefaultUploadParallel).
 	Parallel int
+	// IdempotencyKey is the commit's Idempotency-Key ("" for a fresh
+	// one). An Upload that failed with an unknown outcome (ErrUnavailable
+	// after the commit was sent) can be run again with the same key and
+	// the same content: the server applies the commit at most once and
+	// answers as the first time.
+	IdempotencyKey string
 }
 
 // UploadResult is the outcome of an Upload.
@@ -140,7 +146,7 @@ func (c *Client) Upload(ctx context.Context, r io.Reader, remote string, opts Up
 	}
 	op := wire.Op{Kind: "put", Path: remote, IfMatch: opts.IfMatch, IfNoneMatch: opts.IfNoneMatch,
 		Size: res.Size, Mtime: mtime.UnixNano(), Mode: opts.Mode, Hash: res.Hash, Blocks: blocks}
-	cr, err := c.Commit(ctx, "", []wire.Op{op}, receipts)
+	cr, err := c.Commit(ctx, opts.IdempotencyKey, []wire.Op{op}, receipts)
 	if err != nil {
 		return nil, fmt.Errorf("upload %s: %w", remote, err)
 	}
@@ -265,7 +271,9 @@ type FileInfo struct {
 // (X-Coffer-Sha256) and their count against Content-Length: a mismatch is
 // an error matching ErrHashMismatch, and w then holds bytes that must not
 // be used. The request fails over to another server until the answer
-// starts; Config.Timeout bounds the wait for the answer's headers only.
+// starts; Config.Timeout bounds the wait for the answer's headers, and
+// then each wait for more of the body (a server that stalls mid-body is
+// an error matching ErrUnavailable, not a hang).
 func (c *Client) Download(ctx context.Context, path string, rev uint64, w io.Writer) (*FileInfo, error) {
 	r := &request{method: http.MethodGet, path: routePath("/v1/files", path),
 		header: http.Header{"Accept": {"*/*"}}}
@@ -281,9 +289,15 @@ func (c *Client) Download(ctx context.Context, path string, rev uint64, w io.Wri
 		resp, cancel, err := c.open(ctx, c.servers[idx], r)
 		if err == nil {
 			c.preferred.Store(int32(idx))
+			stall := time.AfterFunc(c.timeout, cancel)
+			resp.Body = &idleBody{ReadCloser: resp.Body, timer: stall, idle: c.timeout}
 			info, err := readFile(resp, w)
+			stalled := !stall.Stop()
 			resp.Body.Close()
 			cancel()
+			if err != nil && stalled && ctx.Err() == nil {
+				err = fmt.Errorf("%w: the server sent nothing for %v", ErrUnavailable, c.timeout)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("download %s: %w", path, err)
 			}
@@ -305,6 +319,19 @@ func (c *Client) Download(ctx context.Context, path string, rev uint64, w io.Wri
 		return nil, lastAnswer
 	}
 	return nil, fmt.Errorf("%w: no server answered: %w", ErrUnavailable, errors.Join(fails...))
+}
+
+// idleBody restarts its timer before every read: the timer cancels the
+// request when the body stalls for longer than idle.
+type idleBody struct {
+	io.ReadCloser
+	timer *time.Timer
+	idle  time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.timer.Reset(b.idle)
+	return b.ReadCloser.Read(p)
 }
 
 // open sends a GET to one server and returns a successful answer whose
