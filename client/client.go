@@ -286,7 +286,7 @@ func retryStatus(status int) bool {
 // answerError turns an error answer into an *Error, from its wire.Error
 // body if it has one.
 func answerError(status int, data []byte) *Error {
-	var we wire.ErrorDetail
+	var we wire.Error
 	if json.Unmarshal(data, &we) == nil && we.Code != "" {
 		return &Error{Status: status, Code: we.Code, Message: we.Message, CurrentRev: we.CurrentRev,
 			Op: we.Op, Path: we.Path}

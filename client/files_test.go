@@ -302,7 +302,7 @@ func newBlockServer(t *testing.T, present ...string) *blockServer {
 		}
 		b.commits = append(b.commits, req)
 		if op := req.Ops[0]; op.IfMatch != 0 && op.IfMatch != b.rev {
-			writeJSON(w, 409, wire.ErrorDetail{Code: "conflict", Message: "expected revision", CurrentRev: b.rev, Op: new(int), Path: op.Path})
+			writeJSON(w, 409, wire.Error{Code: "conflict", Message: "expected revision", CurrentRev: b.rev, Op: new(int), Path: op.Path})
 			return
 		}
 		b.rev++

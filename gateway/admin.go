@@ -38,7 +38,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, _ auth.Claims
 	}
 	shards := uint64(s.cfg.Cluster.Shards())
 	if shards == 0 {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
 		return
 	}
 	shard, token := uint64(1), ""
@@ -46,7 +46,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, _ auth.Claims
 		a, b, _ := strings.Cut(pt, ".")
 		n, err := strconv.ParseUint(a, 10, 64)
 		if err != nil || n == 0 || n > shards {
-			writeError(w, http.StatusBadRequest, "invalid_argument", "bad page_token")
+			wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "bad page_token")
 			return
 		}
 		shard, token = n, b
@@ -86,7 +86,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, cl auth.Clai
 		return
 	}
 	if req.Quota < 0 {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "quota must not be negative")
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "quota must not be negative")
 		return
 	}
 	shard, ok := s.shardOf(w, req.Name)
@@ -166,7 +166,7 @@ func (s *Server) setQuota(w http.ResponseWriter, r *http.Request, cl auth.Claims
 		return
 	}
 	if req.Quota < 0 {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "quota must not be negative")
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "quota must not be negative")
 		return
 	}
 	s.userCall(w, r, cl, func(ctx context.Context, shard uint64, rid, name string) error {
@@ -185,7 +185,7 @@ func (s *Server) logoutUser(w http.ResponseWriter, r *http.Request, cl auth.Clai
 // deleteUser deletes a user; their sessions end at once.
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
 	if strings.EqualFold(r.PathValue("name"), cl.User) {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "an admin cannot delete their own account")
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "an admin cannot delete their own account")
 		return
 	}
 	s.userCall(w, r, cl, func(ctx context.Context, shard uint64, rid, name string) error {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -92,27 +91,26 @@ const maxBlockBody = blockstore.DefaultMaxBlockSize
 func (s *Server) putBlock(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
 	ref, err := blockstore.ParseRef(r.PathValue("ref"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_ref", err.Error())
+		wire.WriteError(w, http.StatusBadRequest, "invalid_ref", err.Error())
 		return
 	}
 	if r.ContentLength > maxBlockBody {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a block is at most %d bytes", maxBlockBody))
+		wire.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a block is at most %d bytes", maxBlockBody))
 		return
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxBlockBody+1))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "reading the block: "+err.Error())
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "reading the block: "+err.Error())
 		return
 	}
 	if len(data) > maxBlockBody {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a block is at most %d bytes", maxBlockBody))
+		wire.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a block is at most %d bytes", maxBlockBody))
 		return
 	}
 	// Blocks.Put verifies data against ref before it contacts any node
 	// (ErrHashMismatch, answered 400 hash_mismatch).
-	if _, err := s.getSigner(r.Context()); err != nil {
-		retryAfter(w, time.Second)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster key is not available yet")
+	key, ok := s.receiptKey(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := s.callCtx(r)
@@ -124,14 +122,21 @@ func (s *Server) putBlock(w http.ResponseWriter, r *http.Request, cl auth.Claims
 	if s.cache != nil {
 		s.cache.Add(ref, data)
 	}
-	rc := makeReceipt(s.receiptKey(), cl.Shard, cl.Namespace, ref, int64(len(data)), s.cfg.Now().Add(ReceiptTTL))
+	rc := makeReceipt(key, cl.Shard, cl.Namespace, ref, int64(len(data)), s.cfg.Now().Add(ReceiptTTL))
 	wire.WriteJSON(w, http.StatusOK, wire.BlockReceipt{Ref: ref.String(), Size: int64(len(data)), Receipt: rc})
 }
 
-func (s *Server) receiptKey() []byte {
+// receiptKey returns the block receipt key, derived from the cluster's
+// signing key; while that is not known yet it has answered 503.
+func (s *Server) receiptKey(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if _, err := s.getSigner(r.Context()); err != nil {
+		retryAfter(w, time.Second)
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the cluster key is not available yet")
+		return nil, false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.rcpt
+	return s.rcpt, true
 }
 
 // maxMissingRefs bounds one POST /v1/blocks/missing.
@@ -146,21 +151,21 @@ func (s *Server) missingBlocks(w http.ResponseWriter, r *http.Request, cl auth.C
 		return
 	}
 	if len(req.Refs) > maxMissingRefs {
-		writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("at most %d refs per request", maxMissingRefs))
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("at most %d refs per request", maxMissingRefs))
 		return
 	}
 	sums := make([]raftmeta.Sum, len(req.Refs))
 	for i, h := range req.Refs {
 		sum, err := raftmeta.ParseSum(h)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_ref", fmt.Sprintf("refs[%d]: %v", i, err))
+			wire.WriteError(w, http.StatusBadRequest, "invalid_ref", fmt.Sprintf("refs[%d]: %v", i, err))
 			return
 		}
 		sums[i] = sum
 	}
 	ctx, cancel := s.callCtx(r)
 	defer cancel()
-	have, err := s.referenced(ctx, cl, sums)
+	have, err := s.cfg.Meta.Referenced(ctx, cl.Shard, cl.Namespace, sums, raftmeta.ReadOptions{})
 	if err != nil {
 		s.writeMetaError(w, r, err)
 		return
@@ -174,29 +179,13 @@ func (s *Server) missingBlocks(w http.ResponseWriter, r *http.Request, cl auth.C
 	wire.WriteJSON(w, http.StatusOK, out)
 }
 
-// referenced asks the caller's shard which refs its namespace references
-// (deduplicated, in batches the shard accepts).
-func (s *Server) referenced(ctx context.Context, cl auth.Claims, refs []raftmeta.Sum) ([]bool, error) {
-	out := make([]bool, len(refs))
-	for lo := 0; lo < len(refs); lo += raftmeta.MaxRefsPerQuery {
-		hi := min(len(refs), lo+raftmeta.MaxRefsPerQuery)
-		have, err := s.cfg.Meta.Referenced(ctx, cl.Shard, cl.Namespace, refs[lo:hi], raftmeta.ReadOptions{})
-		if err != nil {
-			return nil, err
-		}
-		copy(out[lo:hi], have)
-	}
-	return out, nil
-}
-
 // vouched checks a commit's receipts and returns the blocks they vouch
 // for. The shard then refuses, inside the commit's apply, any block a put
 // names that the caller's namespace does not reference and no receipt
 // covers (raftmeta.CommitRequest.Check): checked there, the rule holds at
 // the moment the commit lands, which block garbage collection relies on.
 // A bad receipt is ErrInvalidArgument.
-func (s *Server) vouched(cl auth.Claims, receipts []string) ([]raftmeta.Block, error) {
-	key := s.receiptKey()
+func (s *Server) vouched(key []byte, cl auth.Claims, receipts []string) ([]raftmeta.Block, error) {
 	now := s.cfg.Now()
 	out := make([]raftmeta.Block, 0, len(receipts))
 	for _, rc := range receipts {

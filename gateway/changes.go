@@ -23,7 +23,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 	if v := q.Get("cursor"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_argument", "cursor must be a journal position")
+			wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "cursor must be a journal position")
 			return
 		}
 		cursor = n
@@ -38,7 +38,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 		if err != nil {
 			secs, err2 := strconv.ParseFloat(v, 64)
 			if err2 != nil || secs < 0 {
-				writeError(w, http.StatusBadRequest, "invalid_argument", "wait must be a duration (30s) or seconds")
+				wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "wait must be a duration (30s) or seconds")
 				return
 			}
 			d = time.Duration(secs * float64(time.Second))
@@ -56,7 +56,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 		defer func() { <-slots }()
 	default:
 		retryAfter(w, time.Second)
-		writeError(w, http.StatusTooManyRequests, "overloaded", "the gateway is busy; retry later")
+		wire.WriteError(w, http.StatusTooManyRequests, "overloaded", "the gateway is busy; retry later")
 		return
 	}
 	ctx, cancel := s.callCtx(r)
@@ -74,7 +74,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 		wcancel()
 	}
 	if raftmeta.CodeOf(err) == raftmeta.CodeCursorExpired {
-		out := wire.ErrorDetail{Code: "cursor_reset", Message: err.Error() + ": list afresh, then follow the feed from head"}
+		out := wire.Error{Code: "cursor_reset", Message: err.Error() + ": list afresh, then follow the feed from head"}
 		if ns, nerr := s.cfg.Meta.Namespace(ctx, cl.Shard, cl.Namespace, raftmeta.ReadOptions{}); nerr == nil {
 			out.Head = ns.Head
 		}

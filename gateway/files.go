@@ -43,7 +43,7 @@ const blocksPerAppend = 1024
 func filePath(w http.ResponseWriter, r *http.Request) (string, bool) {
 	p, err := metapath.Clean("/" + r.PathValue("path"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_path", err.Error())
+		wire.WriteError(w, http.StatusBadRequest, "invalid_path", err.Error())
 		return "", false
 	}
 	return p, true
@@ -55,20 +55,20 @@ func preconditions(w http.ResponseWriter, r *http.Request) (ifMatch uint64, ifNo
 	if v := r.Header.Get("If-Match"); v != "" {
 		rev, err := parseRev(v)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_argument", "If-Match: "+err.Error())
+			wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "If-Match: "+err.Error())
 			return 0, false, false
 		}
 		ifMatch = rev
 	}
 	if v := r.Header.Get("If-None-Match"); v != "" {
 		if strings.TrimSpace(v) != "*" {
-			writeError(w, http.StatusBadRequest, "invalid_argument", `a write takes only If-None-Match: *`)
+			wire.WriteError(w, http.StatusBadRequest, "invalid_argument", `a write takes only If-None-Match: *`)
 			return 0, false, false
 		}
 		ifNoneMatch = true
 	}
 	if ifMatch != 0 && ifNoneMatch {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "If-Match and If-None-Match exclude each other")
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "If-Match and If-None-Match exclude each other")
 		return 0, false, false
 	}
 	return ifMatch, ifNoneMatch, true
@@ -80,7 +80,7 @@ func (s *Server) fileAttrs(w http.ResponseWriter, r *http.Request) (mtime int64,
 	if v := r.Header.Get(HeaderMtime); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_argument", HeaderMtime+" must be Unix nanoseconds")
+			wire.WriteError(w, http.StatusBadRequest, "invalid_argument", HeaderMtime+" must be Unix nanoseconds")
 			return 0, 0, false
 		}
 		mtime = n
@@ -88,7 +88,7 @@ func (s *Server) fileAttrs(w http.ResponseWriter, r *http.Request) (mtime int64,
 	if v := r.Header.Get(HeaderMode); v != "" {
 		n, err := strconv.ParseUint(v, 8, 32)
 		if err != nil || n > 0o7777 {
-			writeError(w, http.StatusBadRequest, "invalid_argument", HeaderMode+" must be octal permission bits, e.g. 644")
+			wire.WriteError(w, http.StatusBadRequest, "invalid_argument", HeaderMode+" must be octal permission bits, e.g. 644")
 			return 0, 0, false
 		}
 		mode = uint32(n)
@@ -250,13 +250,13 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 	if v := r.Header.Get(HeaderSHA256); v != "" {
 		sum, err := raftmeta.ParseSum(v)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_argument", HeaderSHA256+": "+err.Error())
+			wire.WriteError(w, http.StatusBadRequest, "invalid_argument", HeaderSHA256+": "+err.Error())
 			return
 		}
 		want = sum
 	}
 	if r.ContentLength > s.cfg.MaxFileSize {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a file is at most %d bytes", s.cfg.MaxFileSize))
+		wire.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a file is at most %d bytes", s.cfg.MaxFileSize))
 		return
 	}
 	rid, ok := requestID(w, r, cl)
@@ -267,14 +267,14 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 	blocks, size, _, err := s.storeStream(r.Context(), r.Body, r.ContentLength, h, 0)
 	switch {
 	case errors.Is(err, errTooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a file is at most %d bytes", s.cfg.MaxFileSize))
+		wire.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a file is at most %d bytes", s.cfg.MaxFileSize))
 		return
 	case errors.Is(err, errIncomplete):
-		writeError(w, http.StatusBadRequest, "incomplete_body", err.Error()+": nothing was committed")
+		wire.WriteError(w, http.StatusBadRequest, "incomplete_body", err.Error()+": nothing was committed")
 		return
 	case errors.Is(err, errBusy):
 		retryAfter(w, time.Second)
-		writeError(w, http.StatusTooManyRequests, "overloaded", err.Error()+"; retry later")
+		wire.WriteError(w, http.StatusTooManyRequests, "overloaded", err.Error()+"; retry later")
 		return
 	case err != nil:
 		s.writeMetaError(w, r, err)
@@ -283,7 +283,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 	var sum raftmeta.Sum
 	h.Sum(sum[:0])
 	if !want.IsZero() && want != sum {
-		writeError(w, http.StatusBadRequest, "hash_mismatch", fmt.Sprintf("the body's SHA-256 is %s, not %s", sum, want))
+		wire.WriteError(w, http.StatusBadRequest, "hash_mismatch", fmt.Sprintf("the body's SHA-256 is %s, not %s", sum, want))
 		return
 	}
 	op := raftmeta.Op{Kind: raftmeta.OpPut, Path: p, IfMatch: ifMatch, IfNoneMatch: ifNoneMatch,

@@ -16,6 +16,7 @@ import (
 	"github.com/coffer-dev/coffer/gateway/auth"
 	"github.com/coffer-dev/coffer/gateway/blockcache"
 	"github.com/coffer-dev/coffer/internal/cdc"
+	"github.com/coffer-dev/coffer/internal/wire"
 	"github.com/coffer-dev/coffer/raftmeta"
 )
 
@@ -350,7 +351,7 @@ func (s *Server) Admin(h http.HandlerFunc) http.HandlerFunc {
 func adminOnly(h func(http.ResponseWriter, *http.Request, auth.Claims)) func(http.ResponseWriter, *http.Request, auth.Claims) {
 	return func(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
 		if !cl.Admin {
-			writeError(w, http.StatusForbidden, "forbidden", "admin role required")
+			wire.WriteError(w, http.StatusForbidden, "forbidden", "admin role required")
 			return
 		}
 		h(w, r, cl)
@@ -387,12 +388,12 @@ func (s *Server) shardOf(w http.ResponseWriter, name string) (uint64, bool) {
 	shards := s.cfg.Cluster.Shards()
 	if shards == 0 {
 		retryAfter(w, time.Second)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
 		return 0, false
 	}
 	shard, err := raftmeta.ShardOf(name, shards)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_name", err.Error())
+		wire.WriteError(w, http.StatusBadRequest, "invalid_name", err.Error())
 		return 0, false
 	}
 	return shard, true

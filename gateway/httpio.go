@@ -23,11 +23,6 @@ import (
 	"github.com/coffer-dev/coffer/raftmeta"
 )
 
-// writeError answers with the one error shape.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	wire.WriteJSON(w, status, wire.ErrorDetail{Code: code, Message: msg})
-}
-
 // The HTTP status of each metadata error code. Codes not listed are 500.
 var metaStatus = map[raftmeta.Code]int{
 	raftmeta.CodeConflict:        http.StatusConflict,
@@ -62,7 +57,7 @@ func (s *Server) writeMetaError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, raftmeta.ErrUnknownOutcome) {
 		retryAfter(w, time.Second)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the request timed out: "+err.Error())
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the request timed out: "+err.Error())
 		return
 	}
 	switch blockstore.CodeOf(err) {
@@ -71,17 +66,17 @@ func (s *Server) writeMetaError(w http.ResponseWriter, r *http.Request, err erro
 		// A block a file names is gone from every node: data loss, not the
 		// caller's fault.
 		s.log.Error("block missing", "err", err)
-		writeError(w, http.StatusInternalServerError, "block_missing", err.Error())
+		wire.WriteError(w, http.StatusInternalServerError, "block_missing", err.Error())
 		return
 	case blockstore.CodeHashMismatch:
-		writeError(w, http.StatusBadRequest, "hash_mismatch", err.Error())
+		wire.WriteError(w, http.StatusBadRequest, "hash_mismatch", err.Error())
 		return
 	case blockstore.CodeTooLarge:
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+		wire.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 		return
 	default:
 		retryAfter(w, time.Second)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "block storage: "+err.Error())
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "block storage: "+err.Error())
 		return
 	}
 	code := raftmeta.CodeOf(err)
@@ -90,7 +85,7 @@ func (s *Server) writeMetaError(w http.ResponseWriter, r *http.Request, err erro
 		status = http.StatusInternalServerError
 		s.log.Warn("request failed", "path", r.URL.Path, "err", err)
 	}
-	out := wire.ErrorDetail{Code: string(code), Message: err.Error()}
+	out := wire.Error{Code: string(code), Message: err.Error()}
 	if code == raftmeta.CodeNotLeader {
 		out.Code = "unavailable"
 	}
@@ -121,21 +116,21 @@ func (s *Server) writeMetaError(w http.ResponseWriter, r *http.Request, err erro
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "reading the body: "+err.Error())
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "reading the body: "+err.Error())
 		return false
 	}
 	if int64(len(body)) > limit {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", limit))
+		wire.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", limit))
 		return false
 	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "the body is not the expected JSON: "+err.Error())
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "the body is not the expected JSON: "+err.Error())
 		return false
 	}
 	if d.More() {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "data after the JSON body")
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "data after the JSON body")
 		return false
 	}
 	return true
@@ -157,14 +152,11 @@ func requestID(w http.ResponseWriter, r *http.Request, cl auth.Claims) (string, 
 		return newID("g"), true
 	}
 	if len(key) > 80 || strings.IndexFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) >= 0 {
-		writeError(w, http.StatusBadRequest, "invalid_argument", IdempotencyHeader+" must be 1 to 80 printable ASCII characters")
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", IdempotencyHeader+" must be 1 to 80 printable ASCII characters")
 		return "", false
 	}
 	return "k" + strconv.FormatUint(cl.Shard, 36) + "." + strconv.FormatUint(cl.UserID, 36) + "." + key, true
 }
-
-// subID derives the request ID of the i-th call a request makes.
-func subID(rid string, part string) string { return rid + "/" + part }
 
 // newID returns prefix + 32 random hex digits.
 func newID(prefix string) string {
@@ -183,7 +175,7 @@ func (s *Server) limited(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 		default:
 			retryAfter(w, time.Second)
-			writeError(w, http.StatusTooManyRequests, "overloaded", "the gateway is busy; retry later")
+			wire.WriteError(w, http.StatusTooManyRequests, "overloaded", "the gateway is busy; retry later")
 		}
 	}
 }
@@ -193,7 +185,7 @@ func (s *Server) perUser(h func(http.ResponseWriter, *http.Request, auth.Claims)
 	return func(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
 		if ok, wait := s.users.allow(cl.Shard, cl.UserID); !ok {
 			retryAfter(w, wait)
-			writeError(w, http.StatusTooManyRequests, "rate_limited", "too many requests; retry later")
+			wire.WriteError(w, http.StatusTooManyRequests, "rate_limited", "too many requests; retry later")
 			return
 		}
 		h(w, r, cl)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/coffer-dev/coffer/gateway/auth"
 	"github.com/coffer-dev/coffer/internal/wire"
@@ -26,7 +25,7 @@ func queryInt(w http.ResponseWriter, r *http.Request, name string) (int, bool) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("%s must be a non-negative integer", name))
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("%s must be a non-negative integer", name))
 		return 0, false
 	}
 	return n, true
@@ -37,7 +36,7 @@ func target(w http.ResponseWriter, r *http.Request) (raftmeta.Target, bool) {
 	if v := r.URL.Query().Get("id"); v != "" {
 		id, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || id == 0 {
-			writeError(w, http.StatusBadRequest, "invalid_argument", "id must be a node ID")
+			wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "id must be a node ID")
 			return raftmeta.Target{}, false
 		}
 		return raftmeta.Target{ID: id}, true
@@ -119,7 +118,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 	if v := r.URL.Query().Get("from"); v != "" {
 		var err error
 		if from, err = parseRev(v); err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_argument", "from: "+err.Error())
+			wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "from: "+err.Error())
 			return
 		}
 	}
@@ -132,7 +131,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 		return
 	}
 	out := historyPage{Revisions: revs}
-	if n := len(revs); n > 0 && n == historyLimit(limit) && revs[n-1].Rev > 1 {
+	if n := len(revs); n > 0 && n == raftmeta.HistoryPageSize(limit) && revs[n-1].Rev > 1 {
 		out.NextFrom = revs[n-1].Rev - 1
 	}
 	wire.WriteJSON(w, http.StatusOK, out)
@@ -144,18 +143,6 @@ type historyPage struct {
 	NextFrom  uint64              `json:"next_from,omitempty"`
 }
 
-// historyLimit is the page size the shard uses for limit (raftmeta's
-// default 100, at most 10000).
-func historyLimit(limit int) int {
-	switch {
-	case limit <= 0:
-		return 100
-	case limit > 10000:
-		return 10000
-	}
-	return limit
-}
-
 // restore brings back a revision of a file (a deleted one too) as a new
 // revision; restoring is itself undoable.
 func (s *Server) restore(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
@@ -164,7 +151,7 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 		return
 	}
 	if req.Rev == 0 || (req.Path == "" && req.ID == 0) {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "a restore needs rev and a path or an id")
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "a restore needs rev and a path or an id")
 		return
 	}
 	op := raftmeta.Op{Kind: raftmeta.OpRestore, Path: req.Path, NodeID: req.ID, Rev: req.Rev, IfMatch: req.IfMatch}
@@ -178,64 +165,36 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request, cl auth.Claims)
 // be referenced by the caller's namespace already or come with a receipt
 // from PUT /v1/blocks.
 func (s *Server) commit(w http.ResponseWriter, r *http.Request, cl auth.Claims) {
-	var req wire.CommitRequest
+	// The body is wire.CommitRequest; its ops decode straight into
+	// raftmeta's (same JSON fields; hashes are hex, which raftmeta.Sum
+	// parses).
+	var req struct {
+		Ops      []raftmeta.Op `json:"ops"`
+		Receipts []string      `json:"receipts"`
+	}
 	if !decodeJSON(w, r, s.cfg.MaxJSONBody, &req) {
 		return
-	}
-	ops := make([]raftmeta.Op, len(req.Ops))
-	for i, o := range req.Ops {
-		op, err := opFromWire(o)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("ops[%d]: %v", i, err))
-			return
-		}
-		ops[i] = op
 	}
 	rid, ok := requestID(w, r, cl)
 	if !ok {
 		return
 	}
-	if _, err := s.getSigner(r.Context()); err != nil {
-		retryAfter(w, time.Second)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster key is not available yet")
+	key, ok := s.receiptKey(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := s.callCtx(r)
 	defer cancel()
-	vouched, err := s.vouched(cl, req.Receipts)
+	vouched, err := s.vouched(key, cl, req.Receipts)
 	if err != nil {
 		s.writeMetaError(w, r, err)
 		return
 	}
-	res, err := s.cfg.Meta.Commit(ctx, cl.Shard, raftmeta.CommitRequest{RequestID: rid, Namespace: cl.Namespace, Ops: ops,
+	res, err := s.cfg.Meta.Commit(ctx, cl.Shard, raftmeta.CommitRequest{RequestID: rid, Namespace: cl.Namespace, Ops: req.Ops,
 		Check: &raftmeta.BlockCheck{Vouched: vouched}})
 	if err != nil {
 		s.writeMetaError(w, r, err)
 		return
 	}
 	wire.WriteJSON(w, http.StatusOK, res)
-}
-
-// opFromWire converts a wire op, parsing its hashes.
-func opFromWire(o wire.Op) (raftmeta.Op, error) {
-	op := raftmeta.Op{Kind: raftmeta.OpKind(o.Kind), Path: o.Path, To: o.To, NodeID: o.NodeID, IfMatch: o.IfMatch,
-		IfNoneMatch: o.IfNoneMatch, Rev: o.Rev, Size: o.Size, Mtime: o.Mtime, Mode: o.Mode}
-	if o.Hash != "" {
-		h, err := raftmeta.ParseSum(o.Hash)
-		if err != nil {
-			return op, fmt.Errorf("hash: %w", err)
-		}
-		op.Hash = h
-	}
-	if len(o.Blocks) > 0 {
-		op.Blocks = make([]raftmeta.Block, len(o.Blocks))
-		for i, b := range o.Blocks {
-			ref, err := raftmeta.ParseSum(b.Ref)
-			if err != nil {
-				return op, fmt.Errorf("blocks[%d]: %w", i, err)
-			}
-			op.Blocks[i] = raftmeta.Block{Ref: ref, Size: b.Size}
-		}
-	}
-	return op, nil
 }

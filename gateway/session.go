@@ -55,7 +55,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Name == "" {
-		writeError(w, http.StatusBadRequest, "invalid_argument", `the body must be {"name": …, "password": …}`)
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", `the body must be {"name": …, "password": …}`)
 		return
 	}
 	u, err := s.checkPassword(r, req.Name, req.Password, w)
@@ -69,7 +69,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 func (s *Server) issue(w http.ResponseWriter, r *http.Request, u *raftmeta.User) {
 	sg, err := s.getSigner(r.Context())
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet: "+err.Error())
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet: "+err.Error())
 		return
 	}
 	shard, ok := s.shardOf(w, u.Name)
@@ -79,7 +79,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, u *raftmeta.User)
 	cl := auth.Claims{User: u.Name, UserID: u.ID, Shard: shard, Namespace: u.Namespace, Admin: u.Admin, Epoch: u.SessionEpoch}
 	tok, full, err := sg.Issue(cl)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", "could not issue a token")
+		wire.WriteError(w, http.StatusInternalServerError, "internal", "could not issue a token")
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: tok, Path: "/", Expires: full.Expires,
@@ -150,17 +150,17 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, cl auth.
 func (s *Server) checkPassword(r *http.Request, name, password string, w http.ResponseWriter) (*raftmeta.User, error) {
 	if ok, wait := s.limiter.Allow(name, clientAddr(r)); !ok {
 		retryAfter(w, wait)
-		writeError(w, http.StatusTooManyRequests, "rate_limited", "too many login attempts; retry later")
+		wire.WriteError(w, http.StatusTooManyRequests, "rate_limited", "too many login attempts; retry later")
 		return nil, errors.New("rate limited")
 	}
 	shards := s.cfg.Cluster.Shards()
 	if shards == 0 {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "the cluster is not formed yet")
 		return nil, errors.New("not formed")
 	}
 	shard, err := raftmeta.ShardOf(name, shards)
 	if err != nil {
-		writeError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
+		wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
 		return nil, err
 	}
 	ctx, cancel := s.callCtx(r)
@@ -168,11 +168,11 @@ func (s *Server) checkPassword(r *http.Request, name, password string, w http.Re
 	u, err := s.cfg.Meta.Authenticate(ctx, shard, name, password)
 	switch {
 	case errors.Is(err, raftmeta.ErrBadCredentials), errors.Is(err, raftmeta.ErrInvalidName):
-		writeError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
+		wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "bad credentials")
 		return nil, err
 	case err != nil:
 		retryAfter(w, time.Second)
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "cannot check credentials now")
+		wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "cannot check credentials now")
 		s.log.Warn("credential check failed", "err", err)
 		return nil, err
 	}
@@ -207,13 +207,13 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, auth.C
 		}
 		if tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="coffer", Basic realm="coffer"`)
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "a session token (Authorization: Bearer) or Basic credentials are required")
+			wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "a session token (Authorization: Bearer) or Basic credentials are required")
 			return
 		}
 		sg, err := s.getSigner(r.Context())
 		if err != nil {
 			retryAfter(w, time.Second)
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet")
+			wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "sessions are not available yet")
 			return
 		}
 		cl, err := sg.Verify(tok)
@@ -224,14 +224,14 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, auth.C
 		case err == nil:
 			h(w, r, cl)
 		case errors.Is(err, auth.ErrExpired):
-			writeError(w, http.StatusUnauthorized, "token_expired", "the session has expired: log in again")
+			wire.WriteError(w, http.StatusUnauthorized, "token_expired", "the session has expired: log in again")
 		case errors.Is(err, auth.ErrRevoked):
-			writeError(w, http.StatusUnauthorized, "token_revoked", "the session has ended: log in again")
+			wire.WriteError(w, http.StatusUnauthorized, "token_revoked", "the session has ended: log in again")
 		case errors.Is(err, auth.ErrRevocationLookup):
 			retryAfter(w, time.Second)
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "cannot check the session now")
+			wire.WriteError(w, http.StatusServiceUnavailable, "unavailable", "cannot check the session now")
 		default:
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "invalid session token")
+			wire.WriteError(w, http.StatusUnauthorized, "unauthenticated", "invalid session token")
 		}
 	}
 }

@@ -65,15 +65,15 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 	}
 	p, err := metapath.Clean(req.Path)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_path", err.Error())
+		wire.WriteError(w, http.StatusBadRequest, "invalid_path", err.Error())
 		return
 	}
 	if req.IfMatch != 0 && req.IfNoneMatch {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "if_match and if_none_match exclude each other")
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "if_match and if_none_match exclude each other")
 		return
 	}
 	if req.Mode > 0o7777 {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "mode must be permission bits")
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "mode must be permission bits")
 		return
 	}
 	m := uploadMeta{Mtime: req.Mtime, Mode: req.Mode, IfMatch: req.IfMatch, IfNoneMatch: req.IfNoneMatch}
@@ -104,7 +104,7 @@ func (s *Server) createUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 func uploadID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
 	if len(id) != 32 || !isLowerHex(id) {
-		writeError(w, http.StatusNotFound, "not_found", "no such upload")
+		wire.WriteError(w, http.StatusNotFound, "not_found", "no such upload")
 		return "", false
 	}
 	return id, true
@@ -145,7 +145,7 @@ func (s *Server) appendUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 	}
 	off, err := strconv.ParseInt(r.Header.Get(OffsetHeader), 10, 64)
 	if err != nil || off < 0 {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "an append needs the "+OffsetHeader+" header")
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "an append needs the "+OffsetHeader+" header")
 		return
 	}
 	// An append needs no request ID of its own: each metadata entry is
@@ -166,7 +166,7 @@ func (s *Server) appendUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 	if u.Size != off {
 		w.Header().Set(OffsetHeader, strconv.FormatInt(u.Size, 10))
 		size := u.Size
-		wire.WriteJSON(w, http.StatusConflict, wire.ErrorDetail{Code: string(raftmeta.CodeOffsetMismatch),
+		wire.WriteJSON(w, http.StatusConflict, wire.Error{Code: string(raftmeta.CodeOffsetMismatch),
 			Message: fmt.Sprintf("the upload is at offset %d", u.Size), Offset: &size})
 		return
 	}
@@ -178,11 +178,11 @@ func (s *Server) appendUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 	blocks, n, marks, err := s.storeStream(context.WithoutCancel(r.Context()), r.Body, r.ContentLength, h, off)
 	switch {
 	case errors.Is(err, errTooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a file is at most %d bytes", s.cfg.MaxFileSize))
+		wire.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a file is at most %d bytes", s.cfg.MaxFileSize))
 		return
 	case errors.Is(err, errBusy):
 		retryAfter(w, time.Second)
-		writeError(w, http.StatusTooManyRequests, "overloaded", err.Error()+"; retry later")
+		wire.WriteError(w, http.StatusTooManyRequests, "overloaded", err.Error()+"; retry later")
 		return
 	case err != nil && !errors.Is(err, errIncomplete):
 		s.writeMetaError(w, r, err)
@@ -201,7 +201,7 @@ func (s *Server) appendUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 	w.Header().Set(OffsetHeader, strconv.FormatInt(u.Size, 10))
 	if incomplete != nil {
 		size := u.Size
-		wire.WriteJSON(w, http.StatusBadRequest, wire.ErrorDetail{Code: "incomplete_body",
+		wire.WriteJSON(w, http.StatusBadRequest, wire.Error{Code: "incomplete_body",
 			Message: incomplete.Error() + ": resume at the offset", Offset: &size})
 		return
 	}
@@ -249,11 +249,11 @@ func (s *Server) finishUpload(w http.ResponseWriter, r *http.Request, cl auth.Cl
 	if req.Hash != "" {
 		want, err := raftmeta.ParseSum(strings.ToLower(req.Hash))
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_argument", "hash: "+err.Error())
+			wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "hash: "+err.Error())
 			return
 		}
 		if want != sum {
-			writeError(w, http.StatusBadRequest, "hash_mismatch", fmt.Sprintf("the bytes received hash to %s, not %s; the upload is kept", sum, req.Hash))
+			wire.WriteError(w, http.StatusBadRequest, "hash_mismatch", fmt.Sprintf("the bytes received hash to %s, not %s; the upload is kept", sum, req.Hash))
 			return
 		}
 	}

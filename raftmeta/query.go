@@ -104,6 +104,10 @@ const (
 	maxPageLimit        = 10000
 )
 
+// HistoryPageSize is the number of revisions History returns at most
+// for HistoryOptions.Limit n (a full page means older ones may follow).
+func HistoryPageSize(n int) int { return pageLimit(n, defaultHistoryLimit) }
+
 func pageLimit(n, def int) int {
 	switch {
 	case n <= 0:

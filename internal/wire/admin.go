@@ -67,10 +67,20 @@ type ReplicaStatus struct {
 }
 
 // Error is the one JSON shape of every HTTP error answer: a stable code
-// (append-only set; clients decide by it) and a human message.
+// (append-only set; clients decide by it) and a human message, plus the
+// optional fields some codes add: CurrentRev for a conflict (the target's
+// revision now, 0 if it does not exist), Op and Path for the op of a
+// commit batch that failed, Offset for an upload append at the wrong
+// offset (the offset to resume from), Head for a change-feed cursor that
+// must be reset.
 type Error struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	CurrentRev uint64 `json:"current_rev,omitempty"`
+	Op         *int   `json:"op,omitempty"`
+	Path       string `json:"path,omitempty"`
+	Offset     *int64 `json:"offset,omitempty"`
+	Head       uint64 `json:"head,omitempty"`
 }
 
 // RemoveNodeResult answers POST /v1/admin/nodes/{name}/remove.

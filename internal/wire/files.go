@@ -5,21 +5,6 @@ package wire
 // encodes them; their JSON field names are part of the API and are listed
 // in docs/API.md, so the client decodes them into its own types.
 
-// ErrorDetail is the error shape with the optional fields some codes add:
-// CurrentRev for a conflict (the target's revision now, 0 if it does not
-// exist), Op and Path for the op of a commit batch that failed, Offset for
-// an upload append at the wrong offset (the offset to resume from), Head
-// for a change-feed cursor that must be reset.
-type ErrorDetail struct {
-	Code       string `json:"code"`
-	Message    string `json:"message"`
-	CurrentRev uint64 `json:"current_rev,omitempty"`
-	Op         *int   `json:"op,omitempty"`
-	Path       string `json:"path,omitempty"`
-	Offset     *int64 `json:"offset,omitempty"`
-	Head       uint64 `json:"head,omitempty"`
-}
-
 // MissingRequest is the body of POST /v1/blocks/missing.
 type MissingRequest struct {
 	Refs []string `json:"refs"`
