@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -148,6 +150,9 @@ type request struct {
 	noAuth bool
 	// answer, if set, receives the successful answer's headers.
 	answer *http.Header
+	// timeout, if set, bounds each attempt instead of Config.Timeout (a
+	// long-poll waits longer).
+	timeout time.Duration
 }
 
 // do sends a JSON request without extra headers: see send.
@@ -175,7 +180,8 @@ func (c *Client) send(ctx context.Context, r *request) error {
 	start := int(c.preferred.Load())
 	var fails []error
 	var lastAnswer *Error
-	for i := range n {
+	waits := 0
+	for i := 0; i < n; i++ {
 		idx := (start + i) % n
 		next, err := c.attempt(ctx, c.servers[idx], r, safe)
 		if err == nil {
@@ -184,6 +190,10 @@ func (c *Client) send(ctx context.Context, r *request) error {
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s %s: %w", r.method, r.path, ctx.Err())
+		}
+		if c.waitRate(ctx, err, &waits) {
+			i-- // the same server again
+			continue
 		}
 		if !next {
 			return err
@@ -235,7 +245,11 @@ func (c *Client) newRequest(ctx context.Context, server string, r *request) (*ht
 // attempt sends the request to one server. next says whether another
 // server may be tried.
 func (c *Client) attempt(ctx context.Context, server string, r *request, safe bool) (next bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	timeout := c.timeout
+	if r.timeout > 0 {
+		timeout = r.timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := c.newRequest(ctx, server, r)
 	if err != nil {
@@ -262,6 +276,7 @@ func (c *Client) attempt(ctx context.Context, server string, r *request, safe bo
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := answerError(resp.StatusCode, data)
+		e.RetryAfter = retryAfter(resp.Header)
 		return retryStatus(resp.StatusCode) && safe, e
 	}
 	if r.answer != nil {
@@ -274,6 +289,44 @@ func (c *Client) attempt(ctx context.Context, server string, r *request, safe bo
 		return false, fmt.Errorf("%s %s: bad answer: %w", method, server+path, err)
 	}
 	return false, nil
+}
+
+// Rate limits: a 429 answer is waited out (its Retry-After, at most
+// maxRateWait each time) and the request sent again to the same server,
+// up to maxRateWaits times per call.
+const (
+	maxRateWaits = 8
+	maxRateWait  = 10 * time.Second
+)
+
+// retryAfter reads a Retry-After header in seconds (0: none).
+func retryAfter(h http.Header) time.Duration {
+	secs, err := strconv.Atoi(strings.TrimSpace(h.Get("Retry-After")))
+	if err != nil || secs < 0 {
+		return 0
+	}
+	return time.Duration(secs) * time.Second
+}
+
+// waitRate waits out a 429 answer (the request was not acted on) and
+// reports whether to send the request again.
+func (c *Client) waitRate(ctx context.Context, err error, waits *int) bool {
+	e := (*Error)(nil)
+	if !errors.As(err, &e) || e.Status != http.StatusTooManyRequests || *waits >= maxRateWaits {
+		return false
+	}
+	*waits++
+	d := min(max(e.RetryAfter, 100*time.Millisecond), maxRateWait)
+	// Spread the clients that were turned away together.
+	d += time.Duration(mrand.Int64N(int64(d)/2 + 1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // retryStatus reports whether an answer with this status lets a safe
@@ -289,7 +342,7 @@ func answerError(status int, data []byte) *Error {
 	var we wire.Error
 	if json.Unmarshal(data, &we) == nil && we.Code != "" {
 		return &Error{Status: status, Code: we.Code, Message: we.Message, CurrentRev: we.CurrentRev,
-			Op: we.Op, Path: we.Path}
+			Op: we.Op, Path: we.Path, Head: we.Head}
 	}
 	msg := strings.TrimSpace(string(data))
 	if len(msg) > 200 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Sentinel errors (test with errors.Is). An *Error matches the sentinel of
@@ -35,6 +36,10 @@ var (
 	// ErrHashMismatch: code "hash_mismatch", or downloaded bytes that do
 	// not hash to the SHA-256 the server sent.
 	ErrHashMismatch = errors.New("hash mismatch")
+	// ErrCursorReset: code "cursor_reset" (410 from the change feed): the
+	// cursor is before the oldest record kept or ahead of the head. List
+	// the whole tree afresh, then follow the feed from the *Error's Head.
+	ErrCursorReset = errors.New("cursor reset")
 )
 
 // codeSentinel maps the wire's error codes to sentinels. Codes not listed
@@ -59,6 +64,8 @@ func codeSentinel(code string) error {
 		return ErrSessionEnded
 	case "hash_mismatch":
 		return ErrHashMismatch
+	case "cursor_reset":
+		return ErrCursorReset
 	}
 	return nil
 }
@@ -67,7 +74,7 @@ func codeSentinel(code string) error {
 // body (from a proxy, say).
 func statusCode(status int) string {
 	switch status {
-	case http.StatusBadRequest:
+	case http.StatusBadRequest, http.StatusRequestedRangeNotSatisfiable:
 		return "invalid_argument"
 	case http.StatusUnauthorized:
 		return "unauthenticated"
@@ -95,11 +102,19 @@ type Error struct {
 	Op *int
 	// Path is the path the error is about ("" if not given).
 	Path string
+	// RetryAfter is the server's Retry-After for a 429 (0: not given).
+	RetryAfter time.Duration
+	// Head is the change feed's head to follow from after a cursor_reset
+	// (0: absent or not given).
+	Head uint64
 }
 
 func (e *Error) Error() string {
 	if e.CurrentRev != 0 && e.Code == "conflict" {
 		return fmt.Sprintf("%s (%s; the current revision is %d)", e.Message, e.Code, e.CurrentRev)
+	}
+	if e.Code == "cursor_reset" {
+		return fmt.Sprintf("%s (%s; head %d)", e.Message, e.Code, e.Head)
 	}
 	if e.Message == "" {
 		return fmt.Sprintf("%s (HTTP %d)", e.Code, e.Status)

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -275,23 +277,81 @@ type FileInfo struct {
 // then each wait for more of the body (a server that stalls mid-body is
 // an error matching ErrUnavailable, not a hang).
 func (c *Client) Download(ctx context.Context, path string, rev uint64, w io.Writer) (*FileInfo, error) {
+	r := fileRequest(path, rev)
+	var info *FileInfo
+	err := c.stream(ctx, r, "download "+path, func(status int) bool { return status == http.StatusOK },
+		func(resp *http.Response) error {
+			var err error
+			info, err = readFile(resp, w)
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+// ReadRange writes the n bytes at offset off of revision rev (0: the
+// current one) of the file at path to w: exactly n bytes, or an error. It
+// asks for the range with a Range header and takes a 206 answer for
+// exactly that range, or a 200 when the range is the whole file. It fails
+// over like Download until the answer starts, and a server that stalls
+// mid-body is an error matching ErrUnavailable after Config.Timeout, as is
+// a body that ends early. A range that is not within the file is an error
+// matching ErrInvalidArgument (n == 0 asks nothing and returns nil).
+//
+// The server sends no hash of a range: the caller must verify the bytes
+// itself (a block's bytes against its ref), and w may hold bytes of a
+// failed attempt. Ask for a fixed rev: the current revision may change
+// between calls, or between servers when the request fails over.
+func (c *Client) ReadRange(ctx context.Context, path string, rev uint64, off, n int64, w io.Writer) error {
+	if off < 0 || n < 0 || off > math.MaxInt64-n {
+		return fmt.Errorf("read %s: %w: bad range: offset %d, length %d", path, ErrInvalidArgument, off, n)
+	}
+	if n == 0 {
+		return nil
+	}
+	r := fileRequest(path, rev)
+	r.header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	return c.stream(ctx, r, fmt.Sprintf("read %s [%d, +%d)", path, off, n),
+		func(status int) bool {
+			return status == http.StatusPartialContent || status == http.StatusOK && off == 0
+		},
+		func(resp *http.Response) error { return readRange(resp, off, n, w) })
+}
+
+// fileRequest is the GET of a file's revision (0: the current one).
+func fileRequest(path string, rev uint64) *request {
 	r := &request{method: http.MethodGet, path: routePath("/v1/files", path),
 		header: http.Header{"Accept": {"*/*"}}}
 	if rev != 0 {
 		r.query = url.Values{"rev": {strconv.FormatUint(rev, 10)}}
 	}
+	return r
+}
+
+// stream sends the GET r to the servers in turn, starting with the one
+// that answered last, until one answers with a status that ok accepts, and
+// hands that answer to read. It moves on when a server cannot be reached,
+// sends no headers within Config.Timeout, or answers 502, 503 or 504; any
+// other error answer is returned as its *Error. Once an answer is accepted
+// there is no failover: read's error is returned, wrapped with what, and a
+// body that stalls for Config.Timeout ends read with an error matching
+// ErrUnavailable.
+func (c *Client) stream(ctx context.Context, r *request, what string, ok func(status int) bool, read func(*http.Response) error) error {
 	n := len(c.servers)
 	start := int(c.preferred.Load())
 	var fails []error
 	var lastAnswer *Error
-	for i := range n {
+	waits := 0
+	for i := 0; i < n; i++ {
 		idx := (start + i) % n
-		resp, cancel, err := c.open(ctx, c.servers[idx], r)
+		resp, cancel, err := c.open(ctx, c.servers[idx], r, ok)
 		if err == nil {
 			c.preferred.Store(int32(idx))
 			stall := time.AfterFunc(c.timeout, cancel)
 			resp.Body = &idleBody{ReadCloser: resp.Body, timer: stall, idle: c.timeout}
-			info, err := readFile(resp, w)
+			err := read(resp)
 			stalled := !stall.Stop()
 			resp.Body.Close()
 			cancel()
@@ -299,26 +359,30 @@ func (c *Client) Download(ctx context.Context, path string, rev uint64, w io.Wri
 				err = fmt.Errorf("%w: the server sent nothing for %v", ErrUnavailable, c.timeout)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("download %s: %w", path, err)
+				return fmt.Errorf("%s: %w", what, err)
 			}
-			return info, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("download %s: %w", path, ctx.Err())
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+		if c.waitRate(ctx, err, &waits) {
+			i-- // the same server again
+			continue
 		}
 		e := (*Error)(nil)
 		if errors.As(err, &e) {
 			if !retryStatus(e.Status) {
-				return nil, e
+				return e
 			}
 			lastAnswer = e
 		}
 		fails = append(fails, err)
 	}
 	if lastAnswer != nil {
-		return nil, lastAnswer
+		return lastAnswer
 	}
-	return nil, fmt.Errorf("%w: no server answered: %w", ErrUnavailable, errors.Join(fails...))
+	return fmt.Errorf("%w: no server answered: %w", ErrUnavailable, errors.Join(fails...))
 }
 
 // idleBody restarts its timer before every read: the timer cancels the
@@ -334,10 +398,10 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return b.ReadCloser.Read(p)
 }
 
-// open sends a GET to one server and returns a successful answer whose
-// body the caller reads, closes, and then calls cancel. An error answer is
-// an *Error.
-func (c *Client) open(ctx context.Context, server string, r *request) (*http.Response, context.CancelFunc, error) {
+// open sends a GET to one server and returns an answer whose status ok
+// accepts; the caller reads its body, closes it, and then calls cancel.
+// Any other answer is an error, an *Error for an error status.
+func (c *Client) open(ctx context.Context, server string, r *request, ok func(status int) bool) (*http.Response, context.CancelFunc, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(c.timeout, cancel)
 	req, err := c.newRequest(ctx, server, r)
@@ -354,13 +418,76 @@ func (c *Client) open(ctx context.Context, server string, r *request) (*http.Res
 		}
 		return nil, nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if !ok(resp.StatusCode) {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 		cancel()
-		return nil, nil, answerError(resp.StatusCode, data)
+		if resp.StatusCode >= 200 && resp.StatusCode <= 399 {
+			return nil, nil, fmt.Errorf("GET %s: unexpected answer %s", server+r.path, resp.Status)
+		}
+		e := answerError(resp.StatusCode, data)
+		e.RetryAfter = retryAfter(resp.Header)
+		return nil, nil, e
 	}
 	return resp, cancel, nil
+}
+
+// readRange copies the n bytes of a range answer for [off, off+n) to w,
+// after checking that the answer is for that range.
+func readRange(resp *http.Response, off, n int64, w io.Writer) error {
+	if resp.StatusCode == http.StatusOK {
+		if resp.ContentLength != n {
+			return fmt.Errorf("the server answered the whole file (%d bytes) instead of the range", resp.ContentLength)
+		}
+	} else {
+		first, last, size, err := parseContentRange(resp.Header.Get("Content-Range"))
+		if err != nil {
+			return err
+		}
+		if first == off && last < off+n-1 && last == size-1 {
+			return fmt.Errorf("%w: the range ends beyond the end of the file (%d bytes)", ErrInvalidArgument, size)
+		}
+		if first != off || last != off+n-1 {
+			return fmt.Errorf("the server answered bytes %d-%d, not %d-%d", first, last, off, off+n-1)
+		}
+		if resp.ContentLength >= 0 && resp.ContentLength != n {
+			return fmt.Errorf("the server answered %d bytes for a range of %d", resp.ContentLength, n)
+		}
+	}
+	got, err := io.CopyN(w, resp.Body, n)
+	if err == io.EOF {
+		err = fmt.Errorf("%w: the body ended after %d of %d bytes: %w", ErrUnavailable, got, n, io.ErrUnexpectedEOF)
+	} else if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("%w: after %d of %d bytes: %w", ErrUnavailable, got, n, err)
+	} else if err != nil {
+		err = fmt.Errorf("after %d of %d bytes: %w", got, n, err)
+	}
+	return err
+}
+
+// parseContentRange parses "bytes first-last/size" (size not "*").
+func parseContentRange(v string) (first, last, size int64, err error) {
+	bad := fmt.Errorf("bad Content-Range %q", v)
+	rest, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return 0, 0, 0, bad
+	}
+	rng, total, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, 0, 0, bad
+	}
+	a, b, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, 0, 0, bad
+	}
+	var e1, e2, e3 error
+	first, e1 = strconv.ParseInt(a, 10, 64)
+	last, e2 = strconv.ParseInt(b, 10, 64)
+	size, e3 = strconv.ParseInt(total, 10, 64)
+	if e1 != nil || e2 != nil || e3 != nil || first < 0 || last < first || size <= last {
+		return 0, 0, 0, bad
+	}
+	return first, last, size, nil
 }
 
 // readFile copies a download's body to w and verifies it.

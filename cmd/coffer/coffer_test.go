@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -175,6 +178,8 @@ func TestCredentialsAndServers(t *testing.T) {
 		{"empty stdin", map[string]string{"COFFER_SERVER": srv.URL}, "", []string{"--password-stdin"}, 2, "no password on stdin", false},
 		{"--server beats env", map[string]string{"COFFER_SERVER": dead, "COFFER_PASSWORD": "secret"}, "", []string{"--server", srv.URL}, 0, "", true},
 		{"failover to the second server", map[string]string{"COFFER_PASSWORD": "secret"}, "", []string{"--server", dead + ", " + srv.URL}, 0, "", true},
+		{"COFFER_SERVER list", map[string]string{"COFFER_SERVER": dead + "," + srv.URL, "COFFER_PASSWORD": "secret"}, "", nil, 0, "", true},
+		{"COFFER_SERVER list without schemes", map[string]string{"COFFER_SERVER": strings.TrimPrefix(dead, "http://") + " , " + strings.TrimPrefix(srv.URL, "http://") + ",", "COFFER_PASSWORD": "secret"}, "", nil, 0, "", true},
 		{"server without scheme", map[string]string{"COFFER_PASSWORD": "secret"}, "", []string{"--server", strings.TrimPrefix(srv.URL, "http://")}, 0, "", true},
 		{"no server up", map[string]string{"COFFER_SERVER": dead, "COFFER_PASSWORD": "secret"}, "", nil, 1, "coffer: unavailable: no server answered", false},
 		{"bad server URL", map[string]string{"COFFER_PASSWORD": "secret"}, "", []string{"--server", "ftp://x"}, 2, "coffer: invalid client config", false},
@@ -306,5 +311,47 @@ func TestHumanBytes(t *testing.T) {
 		if got := humanBytes(tc.n); got != tc.want {
 			t.Errorf("humanBytes(%d) = %q, want %q", tc.n, got, tc.want)
 		}
+	}
+}
+
+// cobra's completion command prints the scripts; a missing or unknown
+// shell is a usage error like any unknown command.
+func TestCompletion(t *testing.T) {
+	env := map[string]string{}
+	for shell, want := range map[string]string{
+		"bash":       "complete -o default -F __start_coffer coffer",
+		"zsh":        "#compdef coffer",
+		"fish":       "complete -c coffer",
+		"powershell": "Register-ArgumentCompleter",
+	} {
+		r := runCoffer(t, env, "", "completion", shell)
+		if r.code != 0 || !strings.Contains(r.stdout, want) || r.stderr != "" {
+			t.Errorf("completion %s: exit %d, stderr %q, stdout lacks %q", shell, r.code, r.stderr, want)
+		}
+	}
+	for _, args := range [][]string{{"completion"}, {"completion", "tcsh"}} {
+		if r := runCoffer(t, env, "", args...); r.code != 2 || r.stdout != "" {
+			t.Errorf("%q: exit %d, stdout %q", args, r.code, r.stdout)
+		}
+	}
+	// The script's callback: the commands, and the shells after completion.
+	r := runCoffer(t, env, "", "__complete", "")
+	for _, name := range []string{"put", "get", "history", "completion"} {
+		if !strings.Contains(r.stdout, "\n"+name+"\t") {
+			t.Errorf("__complete lacks %s:\n%s", name, r.stdout)
+		}
+	}
+	if r := runCoffer(t, env, "", "__complete", "completion", ""); !strings.Contains(r.stdout, "bash\t") {
+		t.Errorf("__complete completion:\n%s", r.stdout)
+	}
+	// bash parses the script.
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	script := filepath.Join(t.TempDir(), "coffer.bash")
+	os.WriteFile(script, []byte(runCoffer(t, env, "", "completion", "bash").stdout), 0o600)
+	if out, err := exec.Command(bash, "-n", script).CombinedOutput(); err != nil {
+		t.Errorf("bash -n: %v\n%s", err, out)
 	}
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -23,4 +24,14 @@ func noEcho(f *os.File) func() {
 		return func() {}
 	}
 	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, &old) }
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -28,6 +28,7 @@ type revisionJSON struct {
 	Deleted      bool   `json:"deleted"`
 	Dir          bool   `json:"dir,omitempty"`
 	ContentHash  string `json:"content_hash"`
+	Hash         string `json:"hash"` // the same as content_hash, named as in the API
 	RestoredFrom uint64 `json:"restored_from,omitempty"`
 }
 
@@ -137,6 +138,15 @@ func (a *app) putCommand() *cobra.Command {
 				return err
 			}
 			opts := client.UploadOptions{IfMatch: ifMatch, IfNoneMatch: ifNoneMatch}
+			var p *progress
+			if a.tty {
+				total, label := st.Size(), filepath.Base(local)
+				if st.IsDir() {
+					total, label = treeSize(local), label+"/"
+				}
+				p = a.startProgress(label, total)
+				defer p.finish()
+			}
 			var results []*client.UploadResult
 			put := func(file, to string, st fs.FileInfo) error {
 				f, err := os.Open(file)
@@ -146,13 +156,13 @@ func (a *app) putCommand() *cobra.Command {
 				defer f.Close()
 				o := opts
 				o.Mtime, o.Mode = st.ModTime(), uint32(st.Mode().Perm())
-				res, err := c.Upload(cmd.Context(), f, to, o)
+				res, err := c.Upload(cmd.Context(), p.reader(f), to, o)
 				if err != nil {
 					return err
 				}
 				results = append(results, res)
 				if !a.json {
-					fmt.Fprintf(a.stdout, "put %s (rev %d, %s, %d of %d blocks sent)\n", res.Path, res.Rev,
+					p.printf(a.stdout, "put %s (rev %d, %s, %d of %d blocks sent)\n", res.Path, res.Rev,
 						humanBytes(res.Size), res.Sent, res.Blocks)
 				}
 				return nil
@@ -182,10 +192,11 @@ func (a *app) putCommand() *cobra.Command {
 						}
 						return put(file, to, info)
 					}
-					fmt.Fprintf(a.stderr, "coffer: skipping %s: not a regular file\n", file)
+					p.printf(a.stderr, "coffer: skipping %s: not a regular file\n", file)
 					return nil
 				})
 			}
+			p.finish()
 			if a.json {
 				if results == nil {
 					results = []*client.UploadResult{}
@@ -218,7 +229,18 @@ func (a *app) getCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			info, err := download(cmd, c, remote, rev, local)
+			var p *progress
+			if a.tty {
+				// Only for the progress line: the size, when it is known.
+				total := int64(-1)
+				if e, err := c.Stat(cmd.Context(), remote, false); err == nil && !e.Dir && (rev == 0 || rev == e.Rev) {
+					total = e.Size
+				}
+				p = a.startProgress(path.Base(remote), total)
+				defer p.finish()
+			}
+			info, err := download(cmd, c, remote, rev, local, p)
+			p.finish()
 			if err != nil {
 				return err
 			}
@@ -234,9 +256,30 @@ func (a *app) getCommand() *cobra.Command {
 	return cmd
 }
 
-// download fetches remote into a temporary file beside local, syncs it and
+// treeSize is the size of the regular files under dir (-1 if the walk
+// fails).
+func treeSize(dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n += info.Size()
+		return nil
+	})
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// download fetches remote (counting the bytes in p) into a temporary file beside local, syncs it and
 // renames it into place once the content hash checks out.
-func download(cmd *cobra.Command, c *client.Client, remote string, rev uint64, local string) (*client.FileInfo, error) {
+func download(cmd *cobra.Command, c *client.Client, remote string, rev uint64, local string, p *progress) (*client.FileInfo, error) {
 	f, err := os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".coffer-*")
 	if err != nil {
 		return nil, err
@@ -249,7 +292,7 @@ func download(cmd *cobra.Command, c *client.Client, remote string, rev uint64, l
 			os.Remove(tmp)
 		}
 	}()
-	info, err := c.Download(cmd.Context(), remote, rev, f)
+	info, err := c.Download(cmd.Context(), remote, rev, p.writer(f))
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +409,7 @@ func (a *app) historyCommand() *cobra.Command {
 				out := make([]revisionJSON, len(revs))
 				for i, r := range revs {
 					out[i] = revisionJSON{Rev: r.Rev, Op: r.Op, Time: r.Time, Size: r.Size, Mtime: r.Mtime, Mode: r.Mode,
-						Deleted: r.Deleted, Dir: r.Dir, ContentHash: r.Hash, RestoredFrom: r.RestoredFrom}
+						Deleted: r.Deleted, Dir: r.Dir, ContentHash: r.Hash, Hash: r.Hash, RestoredFrom: r.RestoredFrom}
 				}
 				return printJSON(a.stdout, out)
 			}

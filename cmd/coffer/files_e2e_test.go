@@ -2,81 +2,23 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"log/slog"
+	"github.com/coffer-dev/coffer/internal/testcluster"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/coffer-dev/coffer/client"
-	"github.com/coffer-dev/coffer/cluster"
-	"github.com/coffer-dev/coffer/raftmeta"
 )
 
-const e2eAdminPassword = "correct horse battery"
+const e2eAdminPassword = testcluster.AdminPassword
 
 // startE2ECluster starts an in-process cluster of three Fast nodes and
-// waits until every node is ready. It returns their HTTP addresses.
+// returns their HTTP addresses.
 func startE2ECluster(t *testing.T) []string {
-	t.Helper()
-	start := func(name string, join []string) *cluster.Node {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		n, err := cluster.Start(ctx, cluster.Config{
-			Name: name, Dir: filepath.Join(t.TempDir(), name),
-			RaftAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-			Join: join, BootstrapExpect: 3, Shards: 2,
-			AdminPassword: e2eAdminPassword,
-			Password:      raftmeta.PasswordParams{Time: 1, MemoryKiB: 1024, Threads: 1},
-			Fast:          true, BlockMinFreeBytes: -1,
-			Logger: slog.New(slog.DiscardHandler),
-		})
-		if err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		t.Cleanup(func() { n.Close() })
-		return n
-	}
-	n1 := start("n1", nil)
-	_, _, seed, _ := n1.Addrs()
-	nodes := []*cluster.Node{n1, start("n2", []string{seed}), start("n3", []string{seed})}
-	var addrs []string
-	for _, n := range nodes {
-		deadline := time.Now().Add(90 * time.Second)
-		for {
-			err := n.Ready()
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not ready: %v", n.Name(), err)
-			}
-			time.Sleep(50 * time.Millisecond) // poll interval
-		}
-		_, _, _, h := n.Addrs()
-		addrs = append(addrs, "http://"+h)
-	}
-	// The first admin is created just after the cluster forms.
-	c, err := client.New(client.Config{Servers: addrs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		_, err := c.Login(context.Background(), "admin", e2eAdminPassword)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the admin cannot log in: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
-	return addrs
+	return testcluster.Start(t, 3).Addrs
 }
 
 func TestFilesEndToEnd(t *testing.T) {

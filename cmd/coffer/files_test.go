@@ -2,15 +2,19 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/coffer-dev/coffer/client"
 	"github.com/coffer-dev/coffer/internal/wire"
 )
 
@@ -175,5 +179,115 @@ func TestSessionServerUserAndLogout(t *testing.T) {
 	srv.mu.Unlock()
 	if !revoked {
 		t.Errorf("logout did not end the session on the server")
+	}
+}
+
+// fileServer fakes the file routes put, get and history use: every block
+// is missing, commits of put ops are kept, GET serves the committed
+// content, and history answers revs.
+type fileServer struct {
+	*httptest.Server
+	mu     sync.Mutex
+	blocks map[string][]byte
+	files  map[string]wire.Op // path -> the last put op
+	revs   []client.Revision  // the answer to any history request
+}
+
+func newFileServer(t *testing.T) *fileServer {
+	s := &fileServer{blocks: map[string][]byte{}, files: map[string]wire.Op{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/blocks/missing", func(w http.ResponseWriter, r *http.Request) {
+		var req wire.MissingRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		answer(w, 200, wire.MissingResponse{Missing: req.Refs})
+	})
+	mux.HandleFunc("PUT /v1/blocks/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		data, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.blocks[r.PathValue("ref")] = data
+		s.mu.Unlock()
+		answer(w, 200, wire.BlockReceipt{Ref: r.PathValue("ref"), Size: int64(len(data)), Receipt: "r-" + r.PathValue("ref")})
+	})
+	mux.HandleFunc("POST /v1/commit", func(w http.ResponseWriter, r *http.Request) {
+		var req wire.CommitRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		var res client.CommitResult
+		s.mu.Lock()
+		for i, op := range req.Ops {
+			s.files[op.Path] = op
+			res.Ops = append(res.Ops, client.OpResult{ID: uint64(i + 1), Rev: 1, Path: op.Path})
+		}
+		s.mu.Unlock()
+		answer(w, 200, res)
+	})
+	mux.HandleFunc("POST /v1/mkdir/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, 201, wire.FileResult{Path: "/" + r.PathValue("path"), ID: 9, Rev: 1})
+	})
+	mux.HandleFunc("GET /v1/stat/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		op, ok := s.files["/"+r.PathValue("path")]
+		s.mu.Unlock()
+		if !ok {
+			answer(w, 404, wire.Error{Code: "not_found", Message: "no file"})
+			return
+		}
+		answer(w, 200, client.Entry{ID: 1, Name: path.Base(op.Path), Path: op.Path, Size: op.Size, Hash: op.Hash, Rev: 1, Blocks: op.Blocks})
+	})
+	mux.HandleFunc("GET /v1/files/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		op, ok := s.files["/"+r.PathValue("path")]
+		var content []byte
+		for _, b := range op.Blocks {
+			content = append(content, s.blocks[b.Ref]...)
+		}
+		s.mu.Unlock()
+		if !ok {
+			answer(w, 404, wire.Error{Code: "not_found", Message: "no file"})
+			return
+		}
+		w.Header().Set("X-Coffer-Sha256", op.Hash)
+		w.Header().Set("X-Coffer-Rev", "1")
+		w.Header().Set("Content-Length", strconv.Itoa(len(content)))
+		w.Write(content)
+	})
+	mux.HandleFunc("GET /v1/history/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		answer(w, 200, map[string]any{"revisions": s.revs})
+	})
+	s.Server = httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// history --json prints each revision with rev, size, mtime, deleted and
+// content_hash (and hash, the same, as the API names it).
+func TestHistoryJSON(t *testing.T) {
+	srv := newFileServer(t)
+	h1, h2 := strings.Repeat("ab", 32), strings.Repeat("0", 64)
+	srv.revs = []client.Revision{
+		{Rev: 3, Op: "delete", Time: 30, Deleted: true, Name: "a", Size: 0, Mtime: 7, Mode: 0o644, Hash: h2},
+		{Rev: 2, Op: "restore", Time: 20, Name: "a", Size: 5, Mtime: 7, Mode: 0o644, Hash: h1, RestoredFrom: 1},
+		{Rev: 1, Op: "put", Time: 10, Name: "a", Size: 5, Mtime: 6, Mode: 0o600, Hash: h1},
+	}
+	r := runCoffer(t, map[string]string{"COFFER_SERVER": srv.URL, "COFFER_PASSWORD": "x"}, "", "history", "--json", "/a")
+	if r.code != 0 {
+		t.Fatalf("history --json: %+v", r)
+	}
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || len(got) != 3 {
+		t.Fatalf("history --json printed %v:\n%s", err, r.stdout)
+	}
+	for i, want := range srv.revs {
+		g := got[i]
+		for k, v := range map[string]any{"rev": float64(want.Rev), "size": float64(want.Size), "mtime": float64(want.Mtime),
+			"deleted": want.Deleted, "content_hash": want.Hash, "hash": want.Hash, "op": want.Op, "time": float64(want.Time)} {
+			if g[k] != v {
+				t.Errorf("revision %d: %s = %v, want %v", want.Rev, k, g[k], v)
+			}
+		}
+	}
+	if got[1]["restored_from"] != float64(1) {
+		t.Errorf("restored_from: %v", got[1]["restored_from"])
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -34,6 +35,9 @@ type app struct {
 	user          string
 	passwordStdin bool
 	json          bool
+
+	tty           bool          // stderr is a terminal: draw progress
+	progressDelay time.Duration // how long a transfer runs before its progress is drawn
 }
 
 // usageError marks an error in how coffer was invoked (exit code 2).
@@ -59,7 +63,14 @@ func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 // run runs coffer with args (without the program name) and returns its exit
 // code. Errors go to stderr as "coffer: message".
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv,
+		tty: isTerminal(stderr), progressDelay: progressDelay}
+	return a.execute(ctx, args)
+}
+
+// execute runs coffer with args and returns its exit code (see run).
+func (a *app) execute(ctx context.Context, args []string) int {
+	stdin, stdout, stderr := a.stdin, a.stdout, a.stderr
 	root := a.newRoot()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -122,6 +133,15 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 conflict.`,
 	root.AddCommand(a.adminCommand())
 	a.addSessionCommands(root)
 	a.addFileCommands(root)
+	// cobra's completion command (bash, zsh, fish, powershell), made now
+	// so that it is a group like the others. It keeps the output writer
+	// set at this point.
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.InitDefaultCompletionCmd()
+	if c, _, err := root.Find([]string{"completion"}); err == nil && c != root {
+		groupCommand(c)
+	}
 	return root
 }
 

@@ -1,0 +1,201 @@
+package syncer_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/client/syncer"
+	"github.com/coffer-dev/coffer/internal/testcluster"
+)
+
+// device is one PC: a folder on disk and its engine.
+type device struct {
+	t   *testing.T
+	dir string
+	e   *syncer.Engine
+	c   *client.Client
+}
+
+func newDevice(t *testing.T, c *client.Client, host string) *device {
+	t.Helper()
+	d := &device{t: t, dir: t.TempDir(), c: c}
+	d.open(host)
+	return d
+}
+
+func (d *device) open(host string) {
+	d.t.Helper()
+	e, err := syncer.Open(syncer.Config{Dir: d.dir, API: d.c, Host: host,
+		Logger: slog.New(slog.NewTextHandler(testWriter{d.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Now:    func() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) }})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.e = e
+	d.t.Cleanup(func() { e.Close() })
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func (d *device) sync() syncer.Summary {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := d.e.Sync(ctx)
+	if err != nil {
+		d.t.Fatalf("sync %s: %v", d.dir, err)
+	}
+	if s.Pending != 0 {
+		d.t.Fatalf("sync %s: %d steps left: %+v", d.dir, s.Pending, s)
+	}
+	return s
+}
+
+func (d *device) write(rel string, data []byte) {
+	d.t.Helper()
+	p := filepath.Join(d.dir, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		d.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// tree returns every file's SHA-256 and every folder (as "/") by path,
+// without the state folder.
+func tree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		if rel == ".coffer" {
+			return filepath.SkipDir
+		}
+		if de.IsDir() {
+			out[filepath.ToSlash(rel)] = "/"
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		s := sha256.Sum256(data)
+		out[filepath.ToSlash(rel)] = hex.EncodeToString(s[:8])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameTrees(t *testing.T, a, b map[string]string) {
+	t.Helper()
+	var diffs []string
+	for p, v := range a {
+		if b[p] != v {
+			diffs = append(diffs, p+": "+v+" vs "+b[p])
+		}
+	}
+	for p, v := range b {
+		if _, ok := a[p]; !ok {
+			diffs = append(diffs, p+": missing vs "+v)
+		}
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 0 {
+		t.Fatalf("trees differ:\n%s", strings.Join(diffs, "\n"))
+	}
+}
+
+func randBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func TestTwoFoldersBasics(t *testing.T) {
+	cl := testcluster.Start(t, 1)
+	u := cl.AddUser(t, "alice", "alice password")
+	a := newDevice(t, u, "pc-a")
+	b := newDevice(t, u, "pc-b")
+
+	a.write("docs/a.txt", []byte("hello"))
+	a.write("docs/deep/b.bin", randBytes(3<<20, 1))
+	a.write("top.txt", []byte("top"))
+	s := a.sync()
+	if s.Uploaded != 3 {
+		t.Fatalf("uploaded %d files, want 3: %+v", s.Uploaded, s)
+	}
+	s = b.sync()
+	if s.Downloaded != 3 {
+		t.Fatalf("downloaded %d, want 3: %+v", s.Downloaded, s)
+	}
+	sameTrees(t, tree(t, a.dir), tree(t, b.dir))
+
+	// Edit, rename, delete on b; a follows.
+	b.write("docs/a.txt", []byte("hello again"))
+	if err := os.Rename(filepath.Join(b.dir, "docs/deep"), filepath.Join(b.dir, "docs/moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(b.dir, "top.txt")); err != nil {
+		t.Fatal(err)
+	}
+	s = b.sync()
+	if s.BytesUploaded > 100 {
+		t.Fatalf("a rename and a small edit sent %d bytes", s.BytesUploaded)
+	}
+	s = a.sync()
+	if s.Moved != 1 || s.DeletedLocal != 1 || s.Downloaded != 1 {
+		t.Fatalf("a: %+v", s)
+	}
+	sameTrees(t, tree(t, a.dir), tree(t, b.dir))
+
+	// A conflict: both edit the same file.
+	a.write("docs/a.txt", []byte("from a"))
+	b.write("docs/a.txt", []byte("from b"))
+	a.sync()
+	s = b.sync()
+	if s.Conflicts != 1 {
+		t.Fatalf("b: %+v", s)
+	}
+	a.sync()
+	ta, tb := tree(t, a.dir), tree(t, b.dir)
+	sameTrees(t, ta, tb)
+	got, err := os.ReadFile(filepath.Join(b.dir, "docs/a.txt"))
+	if err != nil || !bytes.Equal(got, []byte("from a")) {
+		t.Fatalf("docs/a.txt = %q, %v", got, err)
+	}
+	copyName := "docs/a (conflicted copy pc-b 2026-11-25 120000).txt"
+	got, err = os.ReadFile(filepath.Join(a.dir, copyName))
+	if err != nil || !bytes.Equal(got, []byte("from b")) {
+		t.Fatalf("%s = %q, %v (tree %v)", copyName, got, err, ta)
+	}
+}
