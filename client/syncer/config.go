@@ -56,7 +56,8 @@ type Config struct {
 	FS FS
 	// StateDir holds the state database (default Dir/.coffer).
 	StateDir string
-	// Remote is the remote folder, an absolute path (default "/").
+	// Remote is the remote folder, an absolute path (default: the one the
+	// folder synced with before, else "/").
 	Remote string
 	// User names the account the folder syncs with; a state database of
 	// another user is refused. Empty skips the check.
@@ -127,9 +128,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StateDir == "" {
 		c.StateDir = filepath.Join(c.Dir, StateDirName)
-	}
-	if c.Remote == "" {
-		c.Remote = "/"
 	}
 	if c.Host == "" {
 		c.Host, _ = os.Hostname()

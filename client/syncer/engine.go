@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,19 +18,20 @@ import (
 
 // Summary is what a Sync did.
 type Summary struct {
-	Uploaded      int   `json:"uploaded"`         // files whose content went up
-	Downloaded    int   `json:"downloaded"`       // files whose content came down
-	Moved         int   `json:"moved"`            // renames applied (either way)
-	DeletedLocal  int   `json:"deleted_local"`    // local files and folders removed
-	DeletedRemote int   `json:"deleted_remote"`   // remote files and folders deleted (restorable)
-	FoldersMade   int   `json:"folders_made"`     // folders created (either side)
-	Conflicts     int   `json:"conflicts"`        // local versions kept as conflicted copies
-	BytesUploaded int64 `json:"bytes_uploaded"`   // block bytes sent
-	BytesDown     int64 `json:"bytes_downloaded"` // bytes fetched from the server
-	BytesReused   int64 `json:"bytes_reused"`     // bytes of downloads copied from local blocks
-	Skipped       int   `json:"skipped"`          // steps left for a later round (a file kept changing, a race)
-	Pending       int   `json:"pending"`          // steps still planned when Sync stopped (0: in sync)
-	Rounds        int   `json:"rounds"`
+	Uploaded       int   `json:"uploaded"`         // files whose content went up
+	Downloaded     int   `json:"downloaded"`       // files whose content came down
+	Moved          int   `json:"moved"`            // renames applied (either way)
+	DeletedLocal   int   `json:"deleted_local"`    // local files and folders removed
+	DeletedRemote  int   `json:"deleted_remote"`   // remote files and folders deleted (restorable)
+	FoldersMade    int   `json:"folders_made"`     // folders created (either side)
+	Conflicts      int   `json:"conflicts"`        // local versions kept as conflicted copies
+	BlocksUploaded int   `json:"blocks_uploaded"`  // blocks sent (the server lacked them)
+	BytesUploaded  int64 `json:"bytes_uploaded"`   // block bytes sent
+	BytesDown      int64 `json:"bytes_downloaded"` // bytes fetched from the server
+	BytesReused    int64 `json:"bytes_reused"`     // bytes of downloads copied from local blocks
+	Skipped        int   `json:"skipped"`          // steps left for a later round (a file kept changing, a race)
+	Pending        int   `json:"pending"`          // steps still planned when Sync stopped (0: in sync)
+	Rounds         int   `json:"rounds"`
 }
 
 func (s *Summary) add(o Summary) {
@@ -40,6 +42,7 @@ func (s *Summary) add(o Summary) {
 	s.DeletedRemote += o.DeletedRemote
 	s.FoldersMade += o.FoldersMade
 	s.Conflicts += o.Conflicts
+	s.BlocksUploaded += o.BlocksUploaded
 	s.BytesUploaded += o.BytesUploaded
 	s.BytesDown += o.BytesDown
 	s.BytesReused += o.BytesReused
@@ -126,6 +129,9 @@ func (e *Engine) checkIdentity() error {
 	if err != nil {
 		return err
 	}
+	if e.root == "" {
+		e.root = cmp.Or(root, "/")
+	}
 	if root == "" {
 		return e.st.setMeta(map[string]string{"root": e.root, "user": e.cfg.User})
 	}
@@ -150,6 +156,9 @@ func foldsCase(dir string) bool {
 	_, err = os.Stat(filepath.Join(filepath.Dir(name), strings.ToUpper(filepath.Base(name))))
 	return err == nil
 }
+
+// Remote is the remote folder the engine syncs with.
+func (e *Engine) Remote() string { return e.root }
 
 // Close closes the state database.
 func (e *Engine) Close() error { return e.st.close() }

@@ -20,10 +20,12 @@ import (
 	"github.com/coffer-dev/coffer/internal/wire"
 )
 
-// Commit batching: ops per commit, and blocks named per commit.
+// Commit batching: ops per commit, blocks named per commit, and bytes of
+// files uploaded before each commit.
 const (
 	commitOps    = 1000
 	commitBlocks = 20000
+	uploadBatch  = 256 << 20
 )
 
 // ErrCrash is what a test hook returns to stop the engine at a step, as a
@@ -448,17 +450,12 @@ func modeOf(exec bool) uint32 {
 }
 
 // pushRemote commits the local deletes, new folders and changed files:
-// it uploads the blocks the server lacks, then commits in batches
-// (deletes deepest first, then creations in path order). A batch that
+// deletes first (deepest first), then creations in path order, in batches
+// of at most commitOps ops, commitBlocks blocks and uploadBatch bytes. For
+// each batch it uploads the blocks the server lacks, then commits, so a
+// long first sync makes progress that a crash does not lose. A batch that
 // fails on one op's precondition is retried op by op, so the others land.
 func (e *Engine) pushRemote(ctx context.Context, dels, mkdirs, uploads []Action, sum *Summary) (int, error) {
-	if len(dels)+len(mkdirs)+len(uploads) == 0 {
-		return 0, nil
-	}
-	receipts, uploads, err := e.sendBlocks(ctx, uploads, sum)
-	if err != nil {
-		return 0, err
-	}
 	slices.SortFunc(dels, deepestFirst)
 	creates := append(slices.Clone(mkdirs), uploads...)
 	slices.SortFunc(creates, func(a, b Action) int { return strings.Compare(a.Path, b.Path) })
@@ -466,16 +463,46 @@ func (e *Engine) pushRemote(ctx context.Context, dels, mkdirs, uploads []Action,
 	for _, group := range [][]Action{dels, creates} {
 		for len(group) > 0 {
 			n, blocks := 0, 0
-			for n < len(group) && n < commitOps && (n == 0 || blocks+len(localBlocks(group[n])) <= commitBlocks) {
-				blocks += len(localBlocks(group[n]))
+			var bytes int64
+			for n < len(group) && n < commitOps {
+				bl := localBlocks(group[n])
+				var size int64
+				if group[n].Kind == Upload {
+					size = group[n].Local.Size
+				}
+				if n > 0 && (blocks+len(bl) > commitBlocks || bytes+size > uploadBatch) {
+					break
+				}
+				blocks += len(bl)
+				bytes += size
 				n++
 			}
-			d, err := e.commitBatch(ctx, group[:n], receipts, sum)
+			batch := group[:n]
+			group = group[n:]
+			var ups, rest []Action
+			for _, a := range batch {
+				if a.Kind == Upload {
+					ups = append(ups, a)
+				} else {
+					rest = append(rest, a)
+				}
+			}
+			receipts, good, err := e.sendBlocks(ctx, ups, sum)
+			if err != nil {
+				return done, err
+			}
+			batch = append(rest, good...) // deletes keep their order
+			if len(good) > 0 && len(rest) > 0 {
+				slices.SortFunc(batch, func(a, b Action) int { return strings.Compare(a.Path, b.Path) })
+			}
+			if len(batch) == 0 {
+				continue
+			}
+			d, err := e.commitBatch(ctx, batch, receipts, sum)
 			done += d
 			if err != nil {
 				return done, err
 			}
-			group = group[n:]
 		}
 	}
 	return done, nil
@@ -529,6 +556,13 @@ func (e *Engine) commitBatch(ctx context.Context, batch []Action, receipts map[s
 	if err != nil {
 		if fatal(err) {
 			return 0, fmt.Errorf("commit: %w", err)
+		}
+		if errors.Is(err, client.ErrInvalidArgument) && len(rcpts) > 0 {
+			// Perhaps a stored receipt the server no longer takes: the next
+			// round sends those blocks again.
+			if err := e.st.clearReceipts(); err != nil {
+				return 0, err
+			}
 		}
 		if len(batch) == 1 {
 			return e.skip(sum, batch[0].Kind.String(), batch[0], err)
@@ -611,9 +645,25 @@ func (e *Engine) sendBlocks(ctx context.Context, uploads []Action, sum *Summary)
 		missing = append(missing, m...)
 		refs = refs[n:]
 	}
+	// Blocks sent before a crash (or a failed commit) come with a stored
+	// receipt.
+	stored, err := e.st.receipts(missing, time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	for ref, r := range stored {
+		receipts[ref] = r
+	}
 	bad := make([]bool, len(uploads))
 	var mu sync.Mutex
 	var firstErr error
+	fresh := map[string]string{} // receipts not yet stored
+	flush := func() {
+		if err := e.st.saveReceipts(fresh, time.Now()); err != nil && firstErr == nil {
+			firstErr = err
+		}
+		clear(fresh)
+	}
 	work := make(chan string)
 	var wg sync.WaitGroup
 	for range e.cfg.Parallel {
@@ -639,6 +689,11 @@ func (e *Engine) sendBlocks(ctx context.Context, uploads []Action, sum *Summary)
 				switch {
 				case err == nil:
 					receipts[ref] = rc.Receipt
+					fresh[ref] = rc.Receipt
+					if len(fresh) >= 32 {
+						flush()
+					}
+					sum.BlocksUploaded++
 					sum.BytesUploaded += int64(len(data))
 				case errors.Is(err, errChanging) || errors.Is(err, fs.ErrNotExist):
 					bad[s.a] = true
@@ -650,13 +705,14 @@ func (e *Engine) sendBlocks(ctx context.Context, uploads []Action, sum *Summary)
 		}()
 	}
 	for _, ref := range missing {
-		if _, ok := where[ref]; !ok {
-			continue // not asked
+		if _, ok := where[ref]; !ok || stored[ref] != "" {
+			continue // not asked, or sent before
 		}
 		work <- ref
 	}
 	close(work)
 	wg.Wait()
+	flush()
 	if firstErr != nil {
 		return nil, nil, fmt.Errorf("uploading blocks: %w", firstErr)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,67 @@ func TestTwoFoldersBasics(t *testing.T) {
 	got, err = os.ReadFile(filepath.Join(a.dir, copyName))
 	if err != nil || !bytes.Equal(got, []byte("from b")) {
 		t.Fatalf("%s = %q, %v (tree %v)", copyName, got, err, ta)
+	}
+}
+
+// Renaming a folder of 1,000 files is one move on the other side: no
+// content goes up or down.
+func TestRenameFolderOf1000Files(t *testing.T) {
+	cl := testcluster.Start(t, 1)
+	u := cl.AddUser(t, "bob", "bob password")
+	a := newDevice(t, u, "pc-a")
+	b := newDevice(t, u, "pc-b")
+	for i := range 1000 {
+		a.write(filepath.Join("photos", "2026", strconv.Itoa(i)+".jpg"), randBytes(512+i, uint64(i)))
+	}
+	if s := a.sync(); s.Uploaded != 1000 {
+		t.Fatalf("first sync: %+v", s)
+	}
+	if s := b.sync(); s.Downloaded != 1000 {
+		t.Fatalf("b's first sync: %+v", s)
+	}
+	if err := os.Rename(filepath.Join(a.dir, "photos"), filepath.Join(a.dir, "pictures")); err != nil {
+		t.Fatal(err)
+	}
+	s := a.sync()
+	if s.Moved != 1 || s.BytesUploaded != 0 || s.BlocksUploaded != 0 || s.Uploaded != 0 || s.DeletedRemote != 0 {
+		t.Fatalf("the rename on a: %+v", s)
+	}
+	s = b.sync()
+	if s.Moved != 1 || s.BytesDown != 0 || s.Downloaded != 0 || s.DeletedLocal != 0 {
+		t.Fatalf("the rename on b: %+v", s)
+	}
+	sameTrees(t, tree(t, a.dir), tree(t, b.dir))
+}
+
+// Inserting one byte in the middle of a 64 MiB file sends at most two
+// blocks, and the other device fetches only those.
+func TestOneByteInsertSendsTwoBlocks(t *testing.T) {
+	cl := testcluster.Start(t, 1)
+	u := cl.AddUser(t, "carol", "carol password")
+	a := newDevice(t, u, "pc-a")
+	b := newDevice(t, u, "pc-b")
+	data := randBytes(64<<20, 7)
+	a.write("big.bin", data)
+	if s := a.sync(); s.Uploaded != 1 || s.BytesUploaded != 64<<20 {
+		t.Fatalf("first sync: %+v", s)
+	}
+	b.sync()
+	mid := len(data) / 2
+	edited := append(append(append([]byte{}, data[:mid]...), 'X'), data[mid:]...)
+	a.write("big.bin", edited)
+	s := a.sync()
+	if s.Uploaded != 1 || s.BlocksUploaded < 1 || s.BlocksUploaded > 2 || s.BytesUploaded > 8<<20 {
+		t.Fatalf("the edit sent %d blocks, %d bytes: %+v", s.BlocksUploaded, s.BytesUploaded, s)
+	}
+	t.Logf("1-byte insert: %d blocks, %d bytes up", s.BlocksUploaded, s.BytesUploaded)
+	s = b.sync()
+	if s.Downloaded != 1 || s.BytesDown > 8<<20 || s.BytesReused < 56<<20 {
+		t.Fatalf("b fetched %d bytes and reused %d: %+v", s.BytesDown, s.BytesReused, s)
+	}
+	t.Logf("1-byte insert: %d bytes down, %d reused", s.BytesDown, s.BytesReused)
+	got, err := os.ReadFile(filepath.Join(b.dir, "big.bin"))
+	if err != nil || !bytes.Equal(got, edited) {
+		t.Fatalf("b's copy differs (%v)", err)
 	}
 }

@@ -24,7 +24,20 @@ var (
 	bucketMeta   = []byte("meta")
 	bucketBase   = []byte("base")
 	bucketRemote = []byte("remote")
+	// receipts: block ref → storedReceipt (JSON): receipts of blocks sent
+	// but maybe not yet committed, so a sync that restarts after a crash
+	// does not send them again.
+	bucketReceipts = []byte("receipts")
 )
+
+// receiptTTL is how long a stored receipt is used: the server's are
+// valid for 6 hours.
+const receiptTTL = 5 * time.Hour
+
+type storedReceipt struct {
+	Receipt string `json:"r"`
+	Got     int64  `json:"t"` // Unix seconds
+}
 
 // StateFile is the state database's name inside Config.StateDir.
 const StateFile = "state.db"
@@ -57,7 +70,7 @@ func openState(dir string, readOnly bool) (*state, error) {
 	}
 	if !readOnly {
 		err = db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bucketMeta, bucketBase, bucketRemote} {
+			for _, b := range [][]byte{bucketMeta, bucketBase, bucketRemote, bucketReceipts} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -241,4 +254,66 @@ func dbErr(err error) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrStateDB, err)
+}
+
+// receipts returns the stored receipts, younger than receiptTTL, of refs.
+func (s *state) receipts(refs []string, now time.Time) (map[string]string, error) {
+	out := map[string]string{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketReceipts)
+		for _, ref := range refs {
+			var r storedReceipt
+			if v := b.Get([]byte(ref)); v != nil && json.Unmarshal(v, &r) == nil &&
+				now.Sub(time.Unix(r.Got, 0)) < receiptTTL {
+				out[ref] = r.Receipt
+			}
+		}
+		return nil
+	})
+	return out, dbErr(err)
+}
+
+// saveReceipts stores receipts by ref, got now, and drops stale ones
+// when there are many.
+func (s *state) saveReceipts(rs map[string]string, now time.Time) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	return dbErr(s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketReceipts)
+		for ref, r := range rs {
+			v, _ := json.Marshal(storedReceipt{Receipt: r, Got: now.Unix()})
+			if err := b.Put([]byte(ref), v); err != nil {
+				return err
+			}
+		}
+		if b.Stats().KeyN < 100000 {
+			return nil
+		}
+		var stale [][]byte
+		b.ForEach(func(k, v []byte) error {
+			var r storedReceipt
+			if json.Unmarshal(v, &r) != nil || now.Sub(time.Unix(r.Got, 0)) >= receiptTTL {
+				stale = append(stale, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+// clearReceipts drops every stored receipt.
+func (s *state) clearReceipts() error {
+	return dbErr(s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketReceipts); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(bucketReceipts)
+		return err
+	}))
 }

@@ -133,6 +133,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 conflict.`,
 	root.AddCommand(a.adminCommand())
 	a.addSessionCommands(root)
 	a.addFileCommands(root)
+	root.AddCommand(a.syncCommand(), a.statusCommand())
 	// cobra's completion command (bash, zsh, fish, powershell), made now
 	// so that it is a group like the others. It keeps the output writer
 	// set at this point.
