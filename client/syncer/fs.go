@@ -124,6 +124,13 @@ func (o osFS) CreateTemp(dir, prefix string) (TempFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	// CreateTemp makes 0600; a synced file gets the usual 0644 (SetAttr
+	// adds x where r is for an executable).
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
 	rel := filepath.Base(f.Name())
 	if dir != "" {
 		rel = dir + "/" + rel

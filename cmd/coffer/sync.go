@@ -110,7 +110,7 @@ func (a *app) runSync(ctx context.Context, dir, remote string, watch bool, resca
 	if !watch {
 		start := time.Now()
 		sum, err := e.Sync(ctx)
-		if perr := a.printSync(abs, e.Remote(), sum, time.Since(start)); perr != nil && err == nil {
+		if perr := a.printSync(abs, e.Remote(), sum, fmt.Sprintf("synced in %.1fs", time.Since(start).Seconds())); perr != nil && err == nil {
 			err = perr
 		}
 		if err == nil && sum.Pending > 0 {
@@ -121,19 +121,18 @@ func (a *app) runSync(ctx context.Context, dir, remote string, watch bool, resca
 	if !a.json {
 		fmt.Fprintf(a.stderr, "Watching %s ⇄ %s (Ctrl-C to stop)\n", abs, e.Remote())
 	}
-	last := time.Now()
 	return e.Watch(ctx, func(sum syncer.Summary, err error) {
+		now := time.Now().Format(time.TimeOnly)
 		if err != nil {
-			fmt.Fprintf(a.stderr, "coffer: sync: %v\n", err)
+			fmt.Fprintf(a.stderr, "coffer: %s sync: %v\n", now, err)
 			return
 		}
-		a.printSync(abs, e.Remote(), sum, time.Since(last))
-		last = time.Now()
+		a.printSync(abs, e.Remote(), sum, now+" synced")
 	})
 }
 
 // printSync prints a sync's summary: one line (or JSON).
-func (a *app) printSync(local, remote string, s syncer.Summary, took time.Duration) error {
+func (a *app) printSync(local, remote string, s syncer.Summary, what string) error {
 	if a.json {
 		return printJSON(a.stdout, syncReport{Local: local, Remote: remote, Summary: s})
 	}
@@ -151,7 +150,7 @@ func (a *app) printSync(local, remote string, s syncer.Summary, took time.Durati
 	if s.FoldersMade > 0 {
 		parts = append(parts, fmt.Sprintf("%d folders made", s.FoldersMade))
 	}
-	line := fmt.Sprintf("synced in %.1fs: %s; %s up, %s down", took.Seconds(), strings.Join(parts, ", "),
+	line := fmt.Sprintf("%s: %s; %s up, %s down", what, strings.Join(parts, ", "),
 		humanBytes(s.BytesUploaded), humanBytes(s.BytesDown))
 	if s.BytesReused > 0 {
 		line += fmt.Sprintf(" (%s reused from local files)", humanBytes(s.BytesReused))
