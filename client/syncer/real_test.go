@@ -262,3 +262,103 @@ func TestOneByteInsertSendsTwoBlocks(t *testing.T) {
 		t.Fatalf("b's copy differs (%v)", err)
 	}
 }
+
+// Names written in NFD sync under their NFC form; symbolic links and
+// ignored files stay local; the executable bit travels.
+func TestNamesLinksIgnoresAndModes(t *testing.T) {
+	cl := testcluster.Start(t, 1)
+	u := cl.AddUser(t, "erin", "erin password")
+	a := newDevice(t, u, "pc-a")
+	b := newDevice(t, u, "pc-b")
+	nfd := "cafe\u0301.txt" // "café" decomposed
+	a.write(nfd, []byte("coffee"))
+	a.write(".cofferignore", []byte("*.log\nbuild/\n"))
+	a.write("debug.log", []byte("noise"))
+	a.write("build/out.o", []byte("object"))
+	a.write(".report.docx.swp", []byte("editor temp"))
+	a.write("run.sh", []byte("#!/bin/sh\necho hi\n"))
+	if err := os.Chmod(filepath.Join(a.dir, "run.sh"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("run.sh", filepath.Join(a.dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	if _, err := u.Stat(context.Background(), "/caf\u00e9.txt", false); err != nil {
+		t.Fatalf("the NFC name is not on the server: %v", err)
+	}
+	b.sync()
+	got := tree(t, b.dir)
+	for _, p := range []string{"café.txt", ".cofferignore", "run.sh"} {
+		if _, ok := got[p]; !ok {
+			t.Errorf("b lacks %s: %v", p, got)
+		}
+	}
+	for _, p := range []string{"debug.log", "build", "build/out.o", ".report.docx.swp", "link"} {
+		if _, ok := got[p]; ok {
+			t.Errorf("b has %s, which should stay local", p)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(b.dir, "run.sh"))
+	if err != nil || fi.Mode().Perm()&0o100 == 0 {
+		t.Fatalf("run.sh on b: %v %v", fi.Mode(), err)
+	}
+	// A second sync of a changes nothing: the NFD name maps to the NFC one.
+	if s := a.sync(); s.Changed() {
+		t.Fatalf("a's second sync: %+v", s)
+	}
+	// Clearing the bit on b travels back.
+	if err := os.Chmod(filepath.Join(b.dir, "run.sh"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.sync()
+	a.sync()
+	fi, err = os.Stat(filepath.Join(a.dir, "run.sh"))
+	if err != nil || fi.Mode().Perm()&0o100 != 0 {
+		t.Fatalf("run.sh on a after b cleared x: %v %v", fi.Mode(), err)
+	}
+}
+
+// Two folders under Watch: a file written in one appears in the other,
+// and so does a rename, with no call to Sync.
+func TestWatchPropagates(t *testing.T) {
+	cl := testcluster.Start(t, 1)
+	u := cl.AddUser(t, "finn", "finn password")
+	a := newDevice(t, u, "pc-a")
+	b := newDevice(t, u, "pc-b")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	for _, d := range []*device{a, b} {
+		go func() { done <- d.e.Watch(ctx, nil) }()
+	}
+	defer func() {
+		cancel()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("watch: %v", err)
+			}
+		}
+	}()
+	waitFile := func(p string, want []byte) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			got, err := os.ReadFile(p)
+			if err == nil && bytes.Equal(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %q, %v after 20s", p, got, err)
+			}
+			time.Sleep(10 * time.Millisecond) // poll interval
+		}
+	}
+	a.write("notes/today.txt", []byte("first"))
+	waitFile(filepath.Join(b.dir, "notes/today.txt"), []byte("first"))
+	b.write("notes/today.txt", []byte("second"))
+	waitFile(filepath.Join(a.dir, "notes/today.txt"), []byte("second"))
+	if err := os.Rename(filepath.Join(a.dir, "notes"), filepath.Join(a.dir, "journal")); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(filepath.Join(b.dir, "journal/today.txt"), []byte("second"))
+}
