@@ -8,7 +8,9 @@ import (
 )
 
 func TestPlanCases(t *testing.T) {
-	file := func(p, hash string, inode uint64) *Local { return &Local{Path: p, Real: p, Hash: hash, Inode: inode, Size: 1} }
+	file := func(p, hash string, inode uint64) *Local {
+		return &Local{Path: p, Real: p, Hash: hash, Inode: inode, Size: 1}
+	}
 	dir := func(p string, inode uint64) *Local { return &Local{Path: p, Real: p, Dir: true, Inode: inode} }
 	rfile := func(p string, id, rev uint64, hash string) *Remote {
 		return &Remote{ID: id, Path: p, Name: p, Rev: rev, Hash: hash, Size: 1}
@@ -17,7 +19,9 @@ func TestPlanCases(t *testing.T) {
 	bfile := func(p string, id, rev uint64, hash string, inode uint64) *Base {
 		return &Base{Path: p, ID: id, Rev: rev, Hash: hash, Inode: inode, Size: 1}
 	}
-	bdir := func(p string, id uint64, inode uint64) *Base { return &Base{Path: p, ID: id, Rev: 1, Dir: true, Inode: inode} }
+	bdir := func(p string, id uint64, inode uint64) *Base {
+		return &Base{Path: p, ID: id, Rev: 1, Dir: true, Inode: inode}
+	}
 
 	cases := []struct {
 		name string
