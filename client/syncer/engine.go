@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coffer-dev/coffer/client"
 )
@@ -72,11 +73,14 @@ type Engine struct {
 	cursor uint64
 	nodes  map[uint64]*Remote
 	base   map[string]*Base
-	index  map[string]blockSrc  // during downloads: where blocks are locally
-	real   map[string]string    // NFC path → the local spelling, where they differ
-	noMove map[string]bool      // moves that failed in this Sync
-	hashes map[string]hashEntry // content hashes of local files not (yet) in the base
-	warned map[string]bool
+	index  map[string]blockSrc // during downloads: where blocks are locally
+	real   map[string]string   // NFC path → the local spelling, where they differ
+	noMove map[string]bool     // moves that failed in this Sync
+	// unsettled counts the files the last scan left out because they
+	// kept changing while it read them.
+	unsettled int
+	hashes    map[string]hashEntry // content hashes of local files not (yet) in the base
+	warned    map[string]bool
 }
 
 type hashEntry struct {
@@ -182,6 +186,10 @@ func (e *Engine) remotePath(rel string) string {
 	return e.root + "/" + rel
 }
 
+// settleWait is the pause before another round when the only thing left
+// is files that kept changing while they were read.
+const settleWait = 200 * time.Millisecond
+
 // Sync brings the folder and the remote folder together: rounds of
 // reading the change feed, scanning the folder, planning and running the
 // plan, until a plan is empty or MaxRounds have run.
@@ -197,9 +205,19 @@ func (e *Engine) Sync(ctx context.Context) (Summary, error) {
 			return sum, err
 		}
 		plan := Plan(trees)
-		if len(plan) == 0 {
+		if len(plan) == 0 && e.unsettled == 0 {
 			sum.Pending = 0
 			return sum, nil
+		}
+		if len(plan) == 0 {
+			// Only files that are being written: give them a moment.
+			sum.Pending = e.unsettled
+			select {
+			case <-ctx.Done():
+				return sum, ctx.Err()
+			case <-time.After(settleWait):
+			}
+			continue
 		}
 		sum.Pending = len(plan)
 		var got Summary

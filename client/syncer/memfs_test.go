@@ -22,6 +22,9 @@ type memFS struct {
 	clock     int64
 	destroyed []string // hashes of content the engine removed or replaced
 	temps     int
+	// onOpen, if set, runs (without the lock) before every Open: tests
+	// change files while the engine reads them.
+	onOpen func(p string)
 }
 
 type memNode struct {
@@ -92,6 +95,9 @@ type memFile struct{ *bytes.Reader }
 func (memFile) Close() error { return nil }
 
 func (m *memFS) Open(p string) (File, error) {
+	if m.onOpen != nil {
+		m.onOpen(p)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n, ok := m.nodes[p]

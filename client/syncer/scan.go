@@ -49,6 +49,7 @@ func (e *Engine) scan(ctx context.Context, m *ignore.Matcher) (map[string]*Local
 	out := map[string]*Local{}
 	folded := map[string]string{}
 	e.real = map[string]string{}
+	e.unsettled = 0
 	var walk func(real, key string) error
 	walk = func(real, key string) error {
 		ents, err := e.fs.ReadDir(real)
@@ -152,6 +153,7 @@ func (e *Engine) content(ctx context.Context, l *Local) (ok bool, err error) {
 		return true, nil
 	}
 	e.log.Info("a file keeps changing; it syncs when it settles", "path", l.Real)
+	e.unsettled++
 	return false, nil
 }
 
