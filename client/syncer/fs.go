@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -74,9 +73,7 @@ func infoOf(fi fs.FileInfo) FileInfo {
 	if !fi.Mode().IsRegular() && !fi.IsDir() {
 		out.Symlink = true
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		out.Inode = uint64(st.Ino)
-	}
+	out.Inode = inodeOf(fi)
 	if out.Dir {
 		out.Size = 0
 	}
@@ -144,7 +141,7 @@ func (o osFS) Rename(oldname, newname string) error {
 
 func (o osFS) Remove(name string) error {
 	err := os.Remove(o.abs(name))
-	if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+	if isNotEmpty(err) {
 		return ErrNotEmpty
 	}
 	return err

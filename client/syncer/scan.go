@@ -67,7 +67,13 @@ func (e *Engine) scan(ctx context.Context, m *ignore.Matcher) (map[string]*Local
 			if real != "" {
 				crel, ckey = real+"/"+fi.Name, key+"/"+ckey
 			}
-			if strings.HasPrefix(fi.Name, TempPrefix) || m.Ignored(ckey, fi.Dir) {
+			if strings.HasPrefix(fi.Name, TempPrefix) && !fi.Dir {
+				// A download's temp file left by a crash: no download runs
+				// during a scan, so it is nobody's.
+				e.fs.Remove(crel)
+				continue
+			}
+			if m.Ignored(ckey, fi.Dir) {
 				continue
 			}
 			if fi.Symlink {
