@@ -22,6 +22,10 @@ type Change struct {
 	Deleted bool   `json:"deleted,omitempty"`
 	Size    int64  `json:"size"`
 	Hash    string `json:"hash"` // SHA-256 of the content; zeros for folders and deletions
+	// Mode and Mtime (Unix ns) are the node's attributes after the commit;
+	// 0 for deletions and for records older than these fields.
+	Mode  uint32 `json:"mode,omitempty"`
+	Mtime int64  `json:"mtime,omitempty"`
 }
 
 // ChangeRecord is one commit in the change feed. Seq is its position:

@@ -352,6 +352,10 @@ func (cs *commitState) save(n *Node, op OpKind, oldPath string, from uint64) err
 	}
 	ch.Rev, ch.Op, ch.ParentID, ch.Name = n.Rev, op, n.ParentID, n.Name
 	ch.Dir, ch.Deleted, ch.Size, ch.Hash = n.Dir, n.Deleted, n.Size, n.Hash
+	ch.Mode, ch.Mtime = 0, 0
+	if !n.Deleted {
+		ch.Mode, ch.Mtime = n.Mode, n.Mtime
+	}
 	return nil
 }
 

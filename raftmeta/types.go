@@ -136,6 +136,11 @@ type Change struct {
 	Deleted  bool   `json:"deleted,omitempty"`
 	Size     int64  `json:"size"`
 	Hash     Sum    `json:"hash"`
+	// Mode and Mtime are a live file's or folder's attributes after the
+	// commit (absent for deletions, and in records written before they
+	// were added).
+	Mode  uint32 `json:"mode,omitempty"`
+	Mtime int64  `json:"mtime,omitempty"`
 }
 
 // JournalRecord is one commit to a namespace. Seq is gap-free and strictly

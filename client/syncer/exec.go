@@ -411,9 +411,12 @@ func (e *Engine) mkdirLocal(a Action, sum *Summary) (int, error) {
 // refresh records a new remote revision of content the folder already
 // has, taking on its executable bit.
 func (e *Engine) refresh(ctx context.Context, a Action, sum *Summary) (int, error) {
-	en, err := e.api.Stat(ctx, e.remotePath(a.Path), false)
-	if err != nil {
-		return e.skip(sum, "refresh", a, err)
+	en := &client.Entry{ID: a.Remote.ID, Rev: a.Remote.Rev, Hash: a.Remote.Hash, Mode: a.Remote.Mode}
+	if en.Mode == 0 { // not in the feed record: ask
+		var err error
+		if en, err = e.api.Stat(ctx, e.remotePath(a.Path), false); err != nil {
+			return e.skip(sum, "refresh", a, err)
+		}
 	}
 	if en.Dir || en.Hash != a.Local.Hash {
 		return e.skip(sum, "refresh", a, errors.New("the remote file changed again"))
@@ -890,7 +893,7 @@ func (e *Engine) download(ctx context.Context, a Action, sum *Summary) (int, err
 func (e *Engine) entryOf(ctx context.Context, a Action) (*client.Entry, error) {
 	r := a.Remote
 	if r.Size < cdc.DefaultMin {
-		en := &client.Entry{ID: r.ID, Rev: r.Rev, Size: r.Size, Hash: r.Hash}
+		en := &client.Entry{ID: r.ID, Rev: r.Rev, Size: r.Size, Hash: r.Hash, Mode: r.Mode, Mtime: r.Mtime}
 		if r.Size > 0 {
 			en.Blocks = []wire.Block{{Ref: r.Hash, Size: r.Size}}
 		}
@@ -933,7 +936,7 @@ func (e *Engine) fetch(ctx context.Context, p string, en *client.Entry, w io.Wri
 		}
 		return info, cw.n, 0, err
 	}
-	if en.Mtime == 0 && en.Mode == 0 && len(en.Blocks) == 1 {
+	if en.Mode == 0 && len(en.Blocks) == 1 {
 		// A small file the plan knew from the feed: its attributes come
 		// with a stat.
 		full, err := e.api.Stat(ctx, e.remotePath(p), false)

@@ -33,6 +33,8 @@ type Remote struct {
 	Rev    uint64 `json:"rev"`
 	Size   int64  `json:"size"`
 	Hash   string `json:"hash,omitempty"`
+	Mode   uint32 `json:"mode,omitempty"`  // 0: not known (a feed record older than the field)
+	Mtime  int64  `json:"mtime,omitempty"` // Unix ns
 }
 
 // Base is the state both sides had when a path was last in sync: the merge

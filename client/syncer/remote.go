@@ -73,7 +73,7 @@ func (e *Engine) relist(ctx context.Context) error {
 		if en.Deleted || en.ID == root.ID {
 			continue
 		}
-		r := &Remote{ID: en.ID, Parent: en.Parent, Name: en.Name, Dir: en.Dir, Rev: en.Rev, Size: en.Size, Hash: en.Hash}
+		r := remoteOf(en)
 		nodes[r.ID] = r
 		set = append(set, r)
 	}
@@ -111,7 +111,8 @@ func (e *Engine) apply(ctx context.Context, page *client.ChangePage) error {
 				continue
 			}
 			_, known := e.nodes[c.ID]
-			r := &Remote{ID: c.ID, Parent: c.Parent, Name: c.Name, Dir: c.Dir, Rev: c.Rev, Size: c.Size, Hash: c.Hash}
+			r := &Remote{ID: c.ID, Parent: c.Parent, Name: c.Name, Dir: c.Dir, Rev: c.Rev, Size: c.Size, Hash: c.Hash,
+				Mode: c.Mode, Mtime: c.Mtime}
 			if !e.inside(r) {
 				delete(e.nodes, c.ID) // moved out of the folder (or never in it)
 				continue
@@ -128,7 +129,7 @@ func (e *Engine) apply(ctx context.Context, page *client.ChangePage) error {
 					if en.Deleted || en.ID == c.ID {
 						continue
 					}
-					e.nodes[en.ID] = &Remote{ID: en.ID, Parent: en.Parent, Name: en.Name, Dir: en.Dir, Rev: en.Rev, Size: en.Size, Hash: en.Hash}
+					e.nodes[en.ID] = remoteOf(en)
 					touched[en.ID] = true
 				}
 			}
@@ -245,4 +246,10 @@ func ignoredPath(m *ignore.Matcher, p string, dir bool) bool {
 		}
 	}
 	return false
+}
+
+// remoteOf is the remote-tree node of a listed entry.
+func remoteOf(en client.Entry) *Remote {
+	return &Remote{ID: en.ID, Parent: en.Parent, Name: en.Name, Dir: en.Dir, Rev: en.Rev, Size: en.Size,
+		Hash: en.Hash, Mode: en.Mode, Mtime: en.Mtime}
 }
