@@ -4,7 +4,7 @@ PKGS ?= ./...
 BENCH ?= .
 BENCHTIME ?= 3s
 
-.PHONY: run test fmt-check vet lint bench bench-blockstore bench-idle bench-gateway generate build tidy
+.PHONY: run test fmt-check vet lint bench bench-blockstore bench-idle bench-gateway bench-sync generate build tidy
 
 ## run: start the product on its embedded default (a local 3-node cluster)
 run:
@@ -40,6 +40,10 @@ bench-idle:
 ## bench-gateway: 1 GiB up/down and 64-client small commits through the gateway of a 3-node cluster, with disk/loopback/fsync references (COUNT=3)
 bench-gateway:
 	$(GO) test -run '^$$' -bench Gateway -benchtime 1x -count $${COUNT:-3} -timeout 30m ./cluster
+
+## bench-sync: sync client: ingest vs SHA-256, first sync of 10k small files and of 1 GiB vs cp -r, edit-to-visible latency of two --watch clients (COUNT=3)
+bench-sync:
+	$(GO) test -run '^$$' -bench Sync -benchtime 1x -count $${COUNT:-3} -timeout 60m ./client/syncer
 
 ## generate: regenerate generated code (protobuf stubs; installs Debian's protoc if missing)
 generate:

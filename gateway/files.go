@@ -110,6 +110,16 @@ var (
 // the replicator), rounded up.
 const uploadCharge = 96 << 20
 
+// bodyCharge is what a body streamed to the block nodes is charged
+// against UploadMemory: three times its Content-Length (declared; -1:
+// unknown) plus 128 KiB, at most uploadCharge.
+func bodyCharge(declared int64) int64 {
+	if declared >= 0 && declared < uploadCharge/3 {
+		return 3*declared + 128<<10
+	}
+	return uploadCharge
+}
+
 // budget is a non-blocking counting semaphore of bytes.
 type budget struct {
 	max int64
@@ -162,10 +172,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // declared is the body's Content-Length (-1: unknown); the body is charged
 // against UploadMemory while it streams (errBusy when that is spent).
 func (s *Server) storeStream(ctx context.Context, body io.Reader, declared int64, h hash.Hash, base int64) (blocks []raftmeta.Block, n int64, marks [][]byte, err error) {
-	charge := int64(uploadCharge)
-	if declared >= 0 && declared < uploadCharge/3 {
-		charge = 3*declared + 128<<10
-	}
+	charge := bodyCharge(declared)
 	if !s.uploads.take(charge) {
 		return nil, 0, nil, errBusy
 	}

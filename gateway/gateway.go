@@ -81,6 +81,7 @@ const (
 	DefaultLongPoll       = 30 * time.Second
 	DefaultBlockCache     = 256 << 20
 	DefaultPutParallelism = 8
+	DefaultMaxBatchBytes  = 64 << 20
 	// ReceiptTTL is how long a block receipt is accepted by a commit. It is
 	// well inside the block garbage collector's grace period (24 h), so a
 	// block a receipt vouches for is never swept before its commit.
@@ -112,8 +113,9 @@ type Config struct {
 	// 10000). Beyond either, requests get 429 with Retry-After.
 	MaxInFlight  int
 	MaxLongPolls int
-	// UploadMemory bounds the memory of the file bodies (PUT /v1/files,
-	// upload appends) streamed at once (default 1.5 GiB). A body is
+	// UploadMemory bounds the memory of the bodies streamed to the block
+	// nodes at once (PUT /v1/files, upload appends, POST /v1/blocks/batch;
+	// default 1.5 GiB). A body is
 	// charged an estimate of what it holds at most — chunks being read,
 	// hashed and stored: three times its Content-Length plus 128 KiB, at
 	// most uploadCharge (96 MiB, also for a body of unknown length) — so
@@ -136,8 +138,13 @@ type Config struct {
 	// PutParallelism is how many blocks of one upload are stored at once
 	// (default 8).
 	PutParallelism int
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// MaxBatchBytes bounds the block bytes of one batch (default 64 MiB): a
+	// POST /v1/blocks/batch carrying more is refused (413), and a POST
+	// /v1/blocks/read stops after the block that takes its answer to it
+	// (the client asks again for the rest).
+	MaxBatchBytes int64
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Sentinel errors.
@@ -177,8 +184,8 @@ func (c Config) ValidateTunables() error {
 	if c.LongPoll > metaMaxWait {
 		errs = append(errs, fmt.Errorf("LongPoll %v is above %v", c.LongPoll, metaMaxWait))
 	}
-	if c.MaxFileSize < 0 || c.MaxJSONBody < 0 || c.MaxInFlight < 0 || c.MaxLongPolls < 0 || c.UploadMemory < 0 || c.UserBurst < 0 || c.PutParallelism < 0 {
-		errs = append(errs, errors.New("MaxFileSize, MaxJSONBody, MaxInFlight, MaxLongPolls, UploadMemory, UserBurst and PutParallelism must not be negative"))
+	if c.MaxFileSize < 0 || c.MaxJSONBody < 0 || c.MaxInFlight < 0 || c.MaxLongPolls < 0 || c.UploadMemory < 0 || c.UserBurst < 0 || c.PutParallelism < 0 || c.MaxBatchBytes < 0 {
+		errs = append(errs, errors.New("MaxFileSize, MaxJSONBody, MaxInFlight, MaxLongPolls, UploadMemory, UserBurst, PutParallelism and MaxBatchBytes must not be negative"))
 	}
 	if c.BlockCache > 0 && c.BlockCache < blockcache.MinMaxBytes {
 		errs = append(errs, fmt.Errorf("BlockCache %d is below %d bytes (negative: no cache)", c.BlockCache, blockcache.MinMaxBytes))
@@ -242,6 +249,7 @@ func New(cfg Config) (*Server, error) {
 	defInt(&cfg.MaxFileSize, DefaultMaxFileSize)
 	defInt(&cfg.MaxJSONBody, DefaultMaxJSONBody)
 	defInt(&cfg.BlockCache, DefaultBlockCache)
+	defInt(&cfg.MaxBatchBytes, DefaultMaxBatchBytes)
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
@@ -305,6 +313,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 
 	s.handle(mux, "POST /v1/blocks/missing", s.missingBlocks)
 	s.handle(mux, "PUT /v1/blocks/{ref}", s.putBlock)
+	s.handle(mux, "POST /v1/blocks/batch", s.putBlockBatch)
+	s.handle(mux, "POST /v1/blocks/read", s.readBlocks)
 	s.handle(mux, "POST /v1/commit", s.commit)
 
 	s.handle(mux, "GET /v1/stat/{path...}", s.stat)

@@ -400,6 +400,20 @@ func (e *env) userID(name string) uint64 {
 	return u.ID
 }
 
+// getCount is the number of Get calls so far.
+func (b *memBlocks) getCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gets
+}
+
+// uploadsUsed is what the upload memory budget holds now.
+func (e *env) uploadsUsed() int64 {
+	e.gw.uploads.mu.Lock()
+	defer e.gw.uploads.mu.Unlock()
+	return e.gw.uploads.used
+}
+
 // putCount is the number of Put calls so far.
 func (b *memBlocks) putCount() int {
 	b.mu.Lock()

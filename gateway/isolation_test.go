@@ -35,6 +35,9 @@ func TestIsolation(t *testing.T) {
 	unsent := randBytes(800) // uploaded as a block, not committed
 	receipt := alice.putBlock(unsent)
 	fileRef := sha(secret) // one block
+	// bob's own file, whose block he may read.
+	own := randBytes(500)
+	want(t, "bob put", bob.put("/own.bin", own, nil), 201, "")
 
 	snapshot := func() string {
 		var b strings.Builder
@@ -92,6 +95,9 @@ func TestIsolation(t *testing.T) {
 		{"commit her file's block with her receipt", "POST", "/v1/commit", rcpts([]wire.Op{stealOp}, receipt), nil, 400, "invalid_argument"},
 		{"commit her uploaded block with her receipt", "POST", "/v1/commit", rcpts([]wire.Op{stealUnsent}, receipt), nil, 400, "invalid_argument"},
 		{"commit her uploaded block", "POST", "/v1/commit", rcpts([]wire.Op{stealUnsent}), nil, 404, "not_found"},
+		{"read her file's block", "POST", "/v1/blocks/read", `{"refs":["` + fileRef + `"]}`, nil, 404, "not_found"},
+		{"read her uploaded block", "POST", "/v1/blocks/read", `{"refs":["` + sha(unsent) + `"]}`, nil, 404, "not_found"},
+		{"read her block after his own", "POST", "/v1/blocks/read", `{"refs":["` + sha(own) + `","` + fileRef + `"]}`, nil, 404, "not_found"},
 		{"a revision of his own missing file", "GET", "/v1/files/mine.txt?rev=1", "", nil, 404, "not_found"},
 		{"a revision of her revision numbers on his path", "GET", "/v1/files/secret/a.txt?rev=2", "", nil, 404, "not_found"},
 	} {
@@ -102,6 +108,14 @@ func TestIsolation(t *testing.T) {
 				t.Errorf("the answer holds alice's bytes")
 			}
 		})
+	}
+	// A batch read names the first block he may not read, and has served
+	// nothing of his before it.
+	if a := bob.postJSON("/v1/blocks/read", readRequest{Refs: []string{sha(own), fileRef}}, nil); !strings.Contains(a.json()["message"].(string), fileRef) || bytes.Contains(a.body, own[:16]) {
+		t.Errorf("bob's read of his and her block: %s", a.body)
+	}
+	if _, frames, _ := bob.readBatch(sha(own)); len(frames) != 1 || !bytes.Equal(frames[0].data, own) {
+		t.Errorf("bob's read of his own block: %v", frames)
 	}
 	// Dedup reveals nothing: her refs are missing for him.
 	if got := bob.missing(fileRef, sha(unsent)); len(got) != 2 {

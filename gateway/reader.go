@@ -18,13 +18,7 @@ const readAhead = 2
 // checked against the size the file records.
 func (s *Server) loadBlock(ctx context.Context, b raftmeta.Block) ([]byte, error) {
 	ref := blockstore.Ref(b.Ref)
-	var data []byte
-	var err error
-	if s.cache != nil {
-		data, err = s.cache.Load(ctx, ref, func(ctx context.Context) ([]byte, error) { return s.cfg.Blocks.Get(ctx, ref) })
-	} else {
-		data, err = s.cfg.Blocks.Get(ctx, ref)
-	}
+	data, err := s.getBlock(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -32,6 +26,15 @@ func (s *Server) loadBlock(ctx context.Context, b raftmeta.Block) ([]byte, error
 		return nil, fmt.Errorf("block %s has %d bytes, the file says %d", ref, len(data), b.Size)
 	}
 	return data, nil
+}
+
+// getBlock returns a block's bytes, verified, from the cache or the block
+// nodes (which then go into the cache).
+func (s *Server) getBlock(ctx context.Context, ref blockstore.Ref) ([]byte, error) {
+	if s.cache != nil {
+		return s.cache.Load(ctx, ref, func(ctx context.Context) ([]byte, error) { return s.cfg.Blocks.Get(ctx, ref) })
+	}
+	return s.cfg.Blocks.Get(ctx, ref)
 }
 
 // blockReader is an io.ReadSeeker over a file's blocks, fetching them as
