@@ -271,14 +271,9 @@ func (s *Server) readBlocks(w http.ResponseWriter, r *http.Request, cl auth.Clai
 		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("1 to %d refs per request", MaxBatchBlocks))
 		return
 	}
-	sums := make([]raftmeta.Sum, len(req.Refs))
-	for i, h := range req.Refs {
-		sum, err := raftmeta.ParseSum(h)
-		if err != nil {
-			wire.WriteError(w, http.StatusBadRequest, "invalid_ref", fmt.Sprintf("refs[%d]: %v", i, err))
-			return
-		}
-		sums[i] = sum
+	sums, ok := parseRefs(w, req.Refs)
+	if !ok {
+		return
 	}
 	cctx, cancel := s.callCtx(r)
 	have, err := s.cfg.Meta.Referenced(cctx, cl.Shard, cl.Namespace, sums, raftmeta.ReadOptions{})

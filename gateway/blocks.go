@@ -154,14 +154,9 @@ func (s *Server) missingBlocks(w http.ResponseWriter, r *http.Request, cl auth.C
 		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("at most %d refs per request", maxMissingRefs))
 		return
 	}
-	sums := make([]raftmeta.Sum, len(req.Refs))
-	for i, h := range req.Refs {
-		sum, err := raftmeta.ParseSum(h)
-		if err != nil {
-			wire.WriteError(w, http.StatusBadRequest, "invalid_ref", fmt.Sprintf("refs[%d]: %v", i, err))
-			return
-		}
-		sums[i] = sum
+	sums, ok := parseRefs(w, req.Refs)
+	if !ok {
+		return
 	}
 	ctx, cancel := s.callCtx(r)
 	defer cancel()
@@ -208,4 +203,19 @@ func parseRev(v string) (uint64, error) {
 		return 0, fmt.Errorf("%w: %q is not a revision number", raftmeta.ErrInvalidArgument, v)
 	}
 	return n, nil
+}
+
+// parseRefs parses a request's block refs, answering 400 invalid_ref (and
+// false) for the first that is not 64 hex digits.
+func parseRefs(w http.ResponseWriter, refs []string) ([]raftmeta.Sum, bool) {
+	sums := make([]raftmeta.Sum, len(refs))
+	for i, h := range refs {
+		sum, err := raftmeta.ParseSum(h)
+		if err != nil {
+			wire.WriteError(w, http.StatusBadRequest, "invalid_ref", fmt.Sprintf("refs[%d]: %v", i, err))
+			return nil, false
+		}
+		sums[i] = sum
+	}
+	return sums, true
 }
