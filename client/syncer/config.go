@@ -23,6 +23,8 @@ type API interface {
 	Changes(ctx context.Context, cursor uint64, limit int, wait time.Duration) (*client.ChangePage, error)
 	MissingBlocks(ctx context.Context, refs []string) ([]string, error)
 	PutBlock(ctx context.Context, ref string, data []byte) (*wire.BlockReceipt, error)
+	PutBlocks(ctx context.Context, blocks []client.BlockData) ([]wire.BlockReceipt, error)
+	ReadBlocks(ctx context.Context, refs []string, fn func(ref string, data []byte) error) error
 	Commit(ctx context.Context, key string, ops []wire.Op, receipts []string) (*client.CommitResult, error)
 	Download(ctx context.Context, path string, rev uint64, w io.Writer) (*client.FileInfo, error)
 	ReadRange(ctx context.Context, path string, rev uint64, off, n int64, w io.Writer) error

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -667,51 +668,89 @@ func (e *Engine) sendBlocks(ctx context.Context, uploads []Action, sum *Summary)
 		}
 		clear(fresh)
 	}
-	work := make(chan string)
+	// One job is a large block (PutBlock) or a group of small ones
+	// (PutBlocks: one request for many small files).
+	work := make(chan []string)
 	var wg sync.WaitGroup
 	for range e.cfg.Parallel {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ref := range work {
-				s := where[ref]
-				mu.Lock()
-				skip := bad[s.a] || firstErr != nil
-				mu.Unlock()
-				if skip {
+			for job := range work {
+				var blocks []client.BlockData
+				for _, ref := range job {
+					s := where[ref]
+					mu.Lock()
+					skip := bad[s.a] || firstErr != nil
+					mu.Unlock()
+					if skip {
+						continue
+					}
+					data, err := e.readBlock(uploads[s.a].Local.Real, s.off, s.size, ref)
+					if err != nil {
+						mu.Lock()
+						if errors.Is(err, errChanging) || errors.Is(err, fs.ErrNotExist) {
+							bad[s.a] = true
+						} else if firstErr == nil {
+							firstErr = err
+						}
+						mu.Unlock()
+						continue
+					}
+					blocks = append(blocks, client.BlockData{Ref: ref, Data: data})
+				}
+				if len(blocks) == 0 {
 					continue
 				}
-				data, err := e.readBlock(uploads[s.a].Local.Real, s.off, s.size, ref)
-				var rc *wire.BlockReceipt
+				var rcs []wire.BlockReceipt
+				err := e.step("put-block")
 				if err == nil {
-					if err = e.step("put-block"); err == nil {
-						rc, err = e.api.PutBlock(ctx, ref, data)
+					if len(blocks) == 1 {
+						var rc *wire.BlockReceipt
+						if rc, err = e.api.PutBlock(ctx, blocks[0].Ref, blocks[0].Data); err == nil {
+							rcs = []wire.BlockReceipt{*rc}
+						}
+					} else {
+						rcs, err = e.api.PutBlocks(ctx, blocks)
 					}
 				}
 				mu.Lock()
-				switch {
-				case err == nil:
-					receipts[ref] = rc.Receipt
-					fresh[ref] = rc.Receipt
-					if len(fresh) >= 32 {
-						flush()
-					}
-					sum.BlocksUploaded++
-					sum.BytesUploaded += int64(len(data))
-				case errors.Is(err, errChanging) || errors.Is(err, fs.ErrNotExist):
-					bad[s.a] = true
-				case firstErr == nil:
+				if err != nil && firstErr == nil {
 					firstErr = err
+				}
+				for i, rc := range rcs {
+					receipts[rc.Ref] = rc.Receipt
+					fresh[rc.Ref] = rc.Receipt
+					sum.BlocksUploaded++
+					sum.BytesUploaded += int64(len(blocks[i].Data))
+				}
+				if len(fresh) >= 32 {
+					flush()
 				}
 				mu.Unlock()
 			}
 		}()
 	}
+	var group []string
+	var groupBytes int64
 	for _, ref := range missing {
-		if _, ok := where[ref]; !ok || stored[ref] != "" {
+		s, ok := where[ref]
+		if !ok || stored[ref] != "" {
 			continue // not asked, or sent before
 		}
-		work <- ref
+		if s.size >= smallBlock {
+			work <- []string{ref}
+			continue
+		}
+		group = append(group, ref)
+		groupBytes += s.size
+		if len(group) >= groupBlocks || groupBytes >= groupSize {
+			work <- group
+			group, groupBytes = nil, 0
+		}
+	}
+	if len(group) > 0 {
+		work <- group
 	}
 	close(work)
 	wg.Wait()
@@ -732,6 +771,14 @@ func (e *Engine) sendBlocks(ctx context.Context, uploads []Action, sum *Summary)
 	}
 	return receipts, good, nil
 }
+
+// Blocks smaller than smallBlock go up in groups of up to groupBlocks
+// blocks and groupSize bytes, one request each.
+const (
+	smallBlock  = 1 << 20
+	groupBlocks = 256
+	groupSize   = 8 << 20
+)
 
 // readBlock reads one block of a local file and checks its hash:
 // errChanging when the bytes are not the ones the scan hashed.
@@ -755,25 +802,58 @@ func (e *Engine) readBlock(real string, off, size int64, ref string) ([]byte, er
 	return data, nil
 }
 
-// downloads runs the downloads, Parallel at once.
+// Small files (one block, under cdc.DefaultMin) whose blocks the folder
+// does not have are read in groups of up to readGroup, one POST
+// /v1/blocks/read each, and placed together: one folder fsync per folder
+// and one state-DB transaction per group instead of one per file.
+const readGroup = 256
+
+// downloads runs the downloads, Parallel jobs at once: a job is one file,
+// or a group of small files.
 func (e *Engine) downloads(ctx context.Context, acts []Action, sum *Summary) (int, error) {
 	if len(acts) == 0 {
 		return 0, nil
 	}
 	e.index = e.blockIndex()
-	work := make(chan Action)
+	type job struct {
+		acts  []Action
+		group bool
+	}
+	var jobs []job
+	var group []Action
+	for _, a := range acts {
+		if !e.groupable(a) {
+			jobs = append(jobs, job{acts: []Action{a}})
+			continue
+		}
+		group = append(group, a)
+		if len(group) == readGroup {
+			jobs = append(jobs, job{group, true})
+			group = nil
+		}
+	}
+	if len(group) > 0 {
+		jobs = append(jobs, job{group, true})
+	}
+	work := make(chan job)
 	var (
 		wg       sync.WaitGroup
 		done     int
 		firstErr error
 	)
-	for range min(e.cfg.Parallel, len(acts)) {
+	for range min(e.cfg.Parallel, len(jobs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for a := range work {
+			for j := range work {
 				var local Summary
-				n, err := e.download(ctx, a, &local)
+				var n int
+				var err error
+				if j.group {
+					n, err = e.downloadGroup(ctx, j.acts, &local)
+				} else {
+					n, err = e.download(ctx, j.acts[0], &local)
+				}
 				e.mu.Lock()
 				sum.add(local)
 				done += n
@@ -784,14 +864,14 @@ func (e *Engine) downloads(ctx context.Context, acts []Action, sum *Summary) (in
 			}
 		}()
 	}
-	for _, a := range acts {
+	for _, j := range jobs {
 		e.mu.Lock()
 		stop := firstErr != nil
 		e.mu.Unlock()
 		if stop {
 			break
 		}
-		work <- a
+		work <- j
 	}
 	close(work)
 	wg.Wait()
@@ -799,33 +879,133 @@ func (e *Engine) downloads(ctx context.Context, acts []Action, sum *Summary) (in
 	return done, firstErr
 }
 
-// download fetches a remote file into a temp file beside its path,
-// verifies it, and renames it into place if the local path still holds
-// what the plan saw. Blocks the folder already has (in the old version of
-// the file or in other files) are copied locally instead of fetched. It
-// may run in several goroutines at once: it takes e.mu for the base.
+// groupable says a download can go in a group: a small file whose
+// attributes the feed gave (no stat needed) and whose one block the folder
+// does not already hold (an empty file needs no block at all).
+func (e *Engine) groupable(a Action) bool {
+	r := a.Remote
+	if r.Size >= cdc.DefaultMin || r.Mode == 0 {
+		return false
+	}
+	if r.Size == 0 {
+		return true
+	}
+	_, have := e.index[r.Hash] // called before the workers start
+	return !have
+}
+
+// download fetches one remote file and places it.
 func (e *Engine) download(ctx context.Context, a Action, sum *Summary) (int, error) {
 	en, err := e.entryOf(ctx, a)
 	if err != nil {
 		return e.skip(sum, "download", a, err)
 	}
+	st, err := e.stage(ctx, a, en, nil, sum)
+	if st == nil {
+		return 0, err
+	}
+	return e.place([]*staged{st}, sum)
+}
+
+// downloadGroup reads the blocks of a group of small files in one request
+// and places them together.
+func (e *Engine) downloadGroup(ctx context.Context, acts []Action, sum *Summary) (int, error) {
+	var refs []string
+	for _, a := range acts {
+		if a.Remote.Size > 0 {
+			refs = append(refs, a.Remote.Hash)
+		}
+	}
+	data := make(map[string][]byte, len(refs))
+	if len(refs) > 0 {
+		if err := e.step("download"); err != nil {
+			return 0, err
+		}
+		err := e.api.ReadBlocks(ctx, refs, func(ref string, b []byte) error {
+			if _, dup := data[ref]; !dup {
+				sum.BytesDown += int64(len(b))
+			}
+			data[ref] = b
+			return nil
+		})
+		if err != nil {
+			if fatal(err) {
+				return 0, fmt.Errorf("reading %d small files: %w", len(refs), err)
+			}
+			// A file deleted or replaced meanwhile makes the whole
+			// request fail (its block may be gone): fetch one by one.
+			e.log.Debug("group read failed; fetching the files one by one", "files", len(acts), "err", err)
+			done := 0
+			for _, a := range acts {
+				n, err := e.download(ctx, a, sum)
+				done += n
+				if err != nil {
+					return done, err
+				}
+			}
+			return done, nil
+		}
+	}
+	var sts []*staged
+	for _, a := range acts {
+		r := a.Remote
+		en := &client.Entry{ID: r.ID, Rev: r.Rev, Size: r.Size, Hash: r.Hash, Mode: r.Mode, Mtime: r.Mtime}
+		pre := []byte{}
+		if r.Size > 0 {
+			en.Blocks = []wire.Block{{Ref: r.Hash, Size: r.Size}}
+			pre = data[r.Hash]
+		}
+		st, err := e.stage(ctx, a, en, pre, sum)
+		if err != nil {
+			for _, s := range sts {
+				e.fs.Remove(s.tmp)
+			}
+			return 0, err
+		}
+		if st != nil {
+			sts = append(sts, st)
+		}
+	}
+	return e.place(sts, sum)
+}
+
+// staged is a downloaded file in its temp file, fsynced, waiting to be
+// renamed into place.
+type staged struct {
+	a         Action
+	real, tmp string
+	info      *client.FileInfo
+	en        *client.Entry
+}
+
+// stage writes revision en of a's remote file (pre: its bytes, already
+// read; nil: fetch them) to a temp file beside its path, verified and
+// fsynced, with its exec bit and mtime set. A nil staged with a nil error
+// is a skipped download.
+func (e *Engine) stage(ctx context.Context, a Action, en *client.Entry, pre []byte, sum *Summary) (*staged, error) {
 	real := e.realOf(a.Path)
 	if a.Local != nil {
 		real = a.Local.Real
 	}
 	dir := parentOf(real)
-	if err := e.step("download"); err != nil {
-		return 0, err
+	skip := func(err error) (*staged, error) {
+		_, err = e.skip(sum, "download", a, err)
+		return nil, err
+	}
+	if pre == nil {
+		if err := e.step("download"); err != nil {
+			return nil, err
+		}
 	}
 	e.mu.Lock()
-	err = e.mkdirAll(dir)
+	err := e.mkdirAll(dir)
 	e.mu.Unlock()
 	if err != nil {
-		return e.skip(sum, "download", a, err)
+		return skip(err)
 	}
 	tmp, err := e.fs.CreateTemp(dir, TempPrefix)
 	if err != nil {
-		return e.skip(sum, "download", a, err)
+		return skip(err)
 	}
 	ok := false
 	defer func() {
@@ -834,56 +1014,124 @@ func (e *Engine) download(ctx context.Context, a Action, sum *Summary) (int, err
 			e.fs.Remove(tmp.Name())
 		}
 	}()
-	info, got, reused, err := e.fetch(ctx, a.Path, en, tmp)
-	sum.BytesDown += got
-	sum.BytesReused += reused
+	var info *client.FileInfo
+	if pre != nil {
+		info, err = e.writeSmall(en, pre, tmp)
+	} else {
+		var got, reused int64
+		info, got, reused, err = e.fetch(ctx, a.Path, en, tmp)
+		sum.BytesDown += got
+		sum.BytesReused += reused
+	}
 	if err != nil {
-		return e.skip(sum, "download", a, err)
+		return skip(err)
 	}
 	if err := tmp.Sync(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := tmp.Close(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := e.fs.SetAttr(tmp.Name(), info.Mode&0o100 != 0, info.Mtime.UnixNano()); err != nil {
-		return e.skip(sum, "download", a, err)
+		return skip(err)
 	}
-	if err := e.step("download-rename"); err != nil {
-		return 0, err
+	ok = true
+	return &staged{a: a, real: real, tmp: tmp.Name(), info: info, en: en}, nil
+}
+
+// writeSmall writes a small file's bytes, read in a group, after checking
+// them against the file's hash.
+func (e *Engine) writeSmall(en *client.Entry, data []byte, w io.Writer) (*client.FileInfo, error) {
+	if sum := sha256.Sum256(data); int64(len(data)) != en.Size || hex.EncodeToString(sum[:]) != en.Hash {
+		return nil, fmt.Errorf("%w: the file", client.ErrHashMismatch)
+	}
+	if _, err := w.Write(data); err != nil {
+		return nil, err
+	}
+	return &client.FileInfo{ID: en.ID, Rev: en.Rev, Size: en.Size, Hash: en.Hash, Mode: en.Mode, Mtime: time.Unix(0, en.Mtime)}, nil
+}
+
+// place renames staged files into place where the local path still holds
+// what the plan saw, fsyncs their folders once each, and records them in
+// the base in one transaction. A file whose path changed meanwhile is
+// skipped (its temp file removed).
+func (e *Engine) place(sts []*staged, sum *Summary) (int, error) {
+	if len(sts) == 0 {
+		return 0, nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.unchanged(real, a.Local); err != nil {
-		return e.skip(sum, "download", a, err)
+	var placed []*staged
+	dirs := map[string]bool{}
+	var err error
+	for i, st := range sts {
+		if err = e.step("download-rename"); err != nil {
+			for _, s := range sts[i:] {
+				e.fs.Remove(s.tmp)
+			}
+			break
+		}
+		if uerr := e.unchanged(st.real, st.a.Local); uerr == nil {
+			uerr = e.fs.Rename(st.tmp, st.real)
+			if uerr == nil {
+				placed = append(placed, st)
+				dirs[parentOf(st.real)] = true
+				continue
+			}
+			e.fs.Remove(st.tmp)
+			if _, err = e.skip(sum, "download", st.a, uerr); err != nil {
+				break
+			}
+		} else {
+			e.fs.Remove(st.tmp)
+			if _, err = e.skip(sum, "download", st.a, uerr); err != nil {
+				break
+			}
+		}
 	}
-	if err := e.fs.Rename(tmp.Name(), real); err != nil {
-		return e.skip(sum, "download", a, err)
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
+		if serr := e.fs.SyncDir(d); serr != nil {
+			return 0, serr
+		}
 	}
-	ok = true
-	if err := e.fs.SyncDir(dir); err != nil {
-		return 0, err
-	}
-	fi, err := e.fs.Lstat(real)
 	if err != nil {
-		return e.skip(sum, "download", a, err)
+		return 0, err // the renamed files are durable; the next plan records them
+	}
+	var changes []baseChange
+	var recorded []*staged
+	for _, st := range placed {
+		fi, lerr := e.fs.Lstat(st.real)
+		if lerr != nil {
+			if _, err := e.skip(sum, "download", st.a, lerr); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		info := st.info
+		changes = append(changes, baseChange{st.a.Path, &Base{ID: info.ID, Rev: info.Rev, Size: info.Size, Hash: info.Hash,
+			Exec: fi.Exec, Mtime: fi.Mtime, Inode: fi.Inode, Blocks: st.en.Blocks}})
+		recorded = append(recorded, st)
+	}
+	if len(changes) == 0 {
+		return 0, nil
 	}
 	if err := e.step("download-record"); err != nil {
 		return 0, err
 	}
-	b := &Base{ID: info.ID, Rev: info.Rev, Size: info.Size, Hash: info.Hash, Exec: fi.Exec, Mtime: fi.Mtime, Inode: fi.Inode, Blocks: en.Blocks}
-	if err := e.setBase([]baseChange{{a.Path, b}}); err != nil {
+	if err := e.setBase(changes); err != nil {
 		return 0, err
 	}
-	var off int64
-	for _, bl := range en.Blocks {
-		if _, have := e.index[bl.Ref]; !have {
-			e.index[bl.Ref] = blockSrc{real, off}
+	for _, st := range recorded {
+		var off int64
+		for _, bl := range st.en.Blocks {
+			if _, have := e.index[bl.Ref]; !have {
+				e.index[bl.Ref] = blockSrc{st.real, off}
+			}
+			off += bl.Size
 		}
-		off += bl.Size
+		sum.Downloaded++
 	}
-	sum.Downloaded++
-	return 1, nil
+	return len(recorded), nil
 }
 
 // entryOf returns what a download needs of the remote file: a file
