@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -409,4 +410,189 @@ func CheckFormed(st *wire.ClusterStatus, minVoters int) error {
 		}
 	}
 	return nil
+}
+
+// serviceOf returns the admin service of node: this node itself, or a
+// client of the named node's.
+func (n *Node) serviceOf(node string) (adminrpc.Service, error) {
+	if node == n.cfg.Name {
+		return n, nil
+	}
+	return n.adminClient(node)
+}
+
+// checkGroupID refuses a group ID the cluster does not have.
+func (n *Node) checkGroupID(id uint64) error {
+	s := n.Shards()
+	if s == 0 {
+		return fmt.Errorf("%w: the cluster is not formed yet", adminrpc.ErrUnavailable)
+	}
+	if id > uint64(s) {
+		return fmt.Errorf("%w: no group %d (the groups are 0 to %d)", adminrpc.ErrNotFound, id, s)
+	}
+	return nil
+}
+
+// StateHash implements adminrpc.Service: the hash of this node's replica
+// of a group and its applied index, both read from one Pebble snapshot.
+func (n *Node) StateHash(ctx context.Context, id uint64) (*adminrpc.StateHash, error) {
+	g := n.group(id)
+	if g == nil {
+		return nil, fmt.Errorf("%w: node %s hosts no replica of group %d", adminrpc.ErrNotFound, n.cfg.Name, id)
+	}
+	var sum [32]byte
+	var applied uint64
+	var err error
+	if g.sys != nil {
+		sum, applied, err = g.sys.StateHash()
+	} else {
+		var s raftmeta.Sum
+		s, applied, err = g.shard.StateHash()
+		sum = s
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: group %d on %s: state hash: %v", adminrpc.ErrUnavailable, id, n.cfg.Name, err)
+	}
+	return &adminrpc.StateHash{Group: id, Node: n.cfg.Name, Applied: applied, Hash: hex.EncodeToString(sum[:])}, nil
+}
+
+// replicaCallTimeout bounds one call to one replica of an admin request
+// that asks every replica of a group.
+const replicaCallTimeout = 5 * time.Second
+
+// GroupHashes asks every replica in group id's configuration (the
+// leader's, else this node's replica's) for its state hash.
+func (n *Node) GroupHashes(ctx context.Context, id uint64) (*wire.GroupHashes, error) {
+	if err := n.checkGroupID(id); err != nil {
+		return nil, err
+	}
+	out := &wire.GroupHashes{Group: id}
+	info, err := n.leaderGroupInfo(ctx, id)
+	if err == nil {
+		out.Leader = info.Node
+	} else if own, oerr := n.GroupInfo(ctx, id); oerr == nil {
+		info = own
+	} else {
+		return nil, fmt.Errorf("%w: group %d: %v", adminrpc.ErrUnavailable, id, err)
+	}
+	out.Replicas = make([]wire.ReplicaHash, len(info.Config))
+	var wg sync.WaitGroup
+	for i, r := range info.Config {
+		out.Replicas[i] = wire.ReplicaHash{Node: r.Node, Suffrage: r.Suffrage}
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, replicaCallTimeout)
+			defer cancel()
+			h, err := n.replicaHash(cctx, r.Node, id)
+			if err != nil {
+				out.Replicas[i].Error = err.Error()
+				return
+			}
+			out.Replicas[i].Applied, out.Replicas[i].StateHash = h.Applied, h.Hash
+		})
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func (n *Node) replicaHash(ctx context.Context, node string, id uint64) (*adminrpc.StateHash, error) {
+	svc, err := n.serviceOf(node)
+	if err != nil {
+		return nil, err
+	}
+	h, err := svc.StateHash(ctx, id)
+	if err == nil && h == nil {
+		err = errors.New("empty answer")
+	}
+	return h, err
+}
+
+// transferWait bounds how long a leadership transfer waits for the new
+// leader to be known after the old one stepped down.
+const transferWait = 15 * time.Second
+
+// TransferLeader moves the leadership of group id to the voter to (""
+// picks the voter that is up and leads the fewest groups), through the
+// leader's ChangeGroup, and returns once a new leader is known. Naming the
+// current leader changes nothing.
+func (n *Node) TransferLeader(ctx context.Context, id uint64, to string) (*wire.TransferResult, error) {
+	if err := n.checkGroupID(id); err != nil {
+		return nil, err
+	}
+	info, err := n.leaderGroupInfo(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: group %d: %v", adminrpc.ErrUnavailable, id, err)
+	}
+	res := &wire.TransferResult{Group: id, Previous: info.Node}
+	if to == "" {
+		if to = n.transferTarget(info); to == "" {
+			return nil, fmt.Errorf("%w: group %d has no other voter that is up", adminrpc.ErrUnavailable, id)
+		}
+	} else if !slices.ContainsFunc(info.Config, func(r wire.ReplicaStatus) bool { return r.Node == to && r.Suffrage == "voter" }) {
+		return nil, fmt.Errorf("%w: %s is not a voter of group %d", adminrpc.ErrInvalidArgument, to, id)
+	}
+	if to == info.Node {
+		res.Leader, res.Term = info.Node, info.Term
+		return res, nil
+	}
+	if err := n.applyChange(ctx, adminrpc.GroupChange{Group: id, Kind: adminrpc.Transfer, Node: to}, info.Node); err != nil {
+		return nil, fmt.Errorf("group %d: transfer from %s to %s: %w", id, info.Node, to, err)
+	}
+	// Ask the target first: it is the likely winner.
+	ask := append([]string{to}, slices.DeleteFunc(voters(info.Config), func(v string) bool { return v == to })...)
+	wctx, cancel := context.WithTimeout(ctx, transferWait)
+	defer cancel()
+	for {
+		for _, node := range ask {
+			cctx, ccancel := context.WithTimeout(wctx, time.Second)
+			ri, err := n.nodeGroupInfo(cctx, node, id)
+			ccancel()
+			if err == nil && ri.State == raft.Leader.String() && ri.Term > info.Term {
+				res.Leader, res.Term = ri.Node, ri.Term
+				n.log.Info("leadership transferred", "group", id, "from", info.Node, "to", ri.Node, "term", ri.Term)
+				return res, nil
+			}
+		}
+		select {
+		case <-wctx.Done():
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: group %d: %s stepped down but no new leader was known within %v", adminrpc.ErrUnavailable, id, info.Node, transferWait)
+		case <-time.After(50 * time.Millisecond): // poll interval
+		}
+	}
+}
+
+// transferTarget picks the voter of a group (not its leader) that is up,
+// neither draining nor stopping, and leads the fewest groups (ties: by
+// name), so that the placement controller's balancing does not move the
+// leadership straight back. "" if there is none.
+func (n *Node) transferTarget(info *adminrpc.GroupReplica) string {
+	leads := map[string]int{}
+	usable := map[string]bool{}
+	for _, m := range n.members.Nodes() {
+		leads[m.Name] = len(m.Meta.Leads)
+		usable[m.Name] = !m.Meta.Draining && !m.Meta.Stopping
+	}
+	best := ""
+	for _, v := range voters(info.Config) {
+		if v == info.Node || !usable[v] {
+			continue
+		}
+		if best == "" || leads[v] < leads[best] || (leads[v] == leads[best] && v < best) {
+			best = v
+		}
+	}
+	return best
+}
+
+// voters returns the voters of a configuration.
+func voters(cfg []wire.ReplicaStatus) []string {
+	var out []string
+	for _, r := range cfg {
+		if r.Suffrage == "voter" {
+			out = append(out, r.Node)
+		}
+	}
+	return out
 }

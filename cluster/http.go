@@ -1,10 +1,15 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -35,8 +40,8 @@ func (n *Node) Ready() error {
 	return nil
 }
 
-// httpHandler serves the node's HTTP port: health, metrics and the admin
-// API. (The user-facing gateway API joins it with the gateway issue.)
+// httpHandler serves the node's HTTP port: health, metrics, the admin API
+// and, with the gateway role, the user-facing API.
 func (n *Node) httpHandler() (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +86,95 @@ func (n *Node) httpHandler() (http.Handler, error) {
 		}
 		wire.WriteJSON(w, http.StatusAccepted, wire.RemoveNodeResult{Node: name, State: "removing"})
 	}))
+	mux.HandleFunc("GET /v1/admin/groups/{id}/hashes", gw.Admin(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := groupParam(w, r)
+		if !ok {
+			return
+		}
+		h, err := n.GroupHashes(r.Context(), id)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		wire.WriteJSON(w, http.StatusOK, h)
+	}))
+	mux.HandleFunc("POST /v1/admin/groups/{id}/transfer", gw.Admin(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := groupParam(w, r)
+		if !ok {
+			return
+		}
+		var req wire.TransferRequest
+		if !decodeOptionalJSON(w, r, 4<<10, &req) {
+			return
+		}
+		res, err := n.TransferLeader(r.Context(), id, req.To)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		wire.WriteJSON(w, http.StatusOK, res)
+	}))
+	mux.HandleFunc("POST /v1/admin/blocks/audit", gw.Admin(func(w http.ResponseWriter, r *http.Request) {
+		timeout := DefaultAuditTimeout
+		if v := r.URL.Query().Get("timeout"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 || d > MaxAuditTimeout {
+				wire.WriteError(w, http.StatusBadRequest, "invalid_argument",
+					fmt.Sprintf("timeout %q: a duration such as 90s, at most %v", v, MaxAuditTimeout))
+				return
+			}
+			timeout = d
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		res, err := n.AuditBlocks(ctx)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		wire.WriteJSON(w, http.StatusOK, res)
+	}))
 	return mux, nil
+}
+
+// groupParam parses the {id} of a group route; on failure it has answered
+// 400.
+func groupParam(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	v := r.PathValue("id")
+	id, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("group %q: not a group ID (0 is the system group, 1 to S the shards)", v))
+		return 0, false
+	}
+	return id, true
+}
+
+// decodeOptionalJSON decodes a JSON body of at most limit bytes strictly
+// (unknown fields are refused); an empty body leaves v as it is. On
+// failure it has answered 400 or 413.
+func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	switch {
+	case err != nil:
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "reading the body: "+err.Error())
+		return false
+	case int64(len(body)) > limit:
+		wire.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", limit))
+		return false
+	case len(bytes.TrimSpace(body)) == 0:
+		return true
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "the body is not the expected JSON: "+err.Error())
+		return false
+	}
+	if d.More() {
+		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "data after the JSON body")
+		return false
+	}
+	return true
 }
 
 // gatewayCluster is what the gateway needs of the node.

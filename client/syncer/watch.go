@@ -55,7 +55,8 @@ func (e *Engine) writeStatus(s Status) {
 }
 
 // Watch syncs now and then again whenever the folder changes (file-system
-// events, debounced), the change feed has news (a long-poll), or
+// events, debounced by Debounce), the change feed has news (a long-poll;
+// not debounced), or
 // RescanInterval passes (the watcher can miss events). onSync, if not
 // nil, is called after every sync. Errors of a sync are logged and the
 // sync retried with a growing pause (1 s to 30 s), except those no retry
@@ -78,8 +79,16 @@ func (e *Engine) Watch(ctx context.Context, onSync func(Summary, error)) error {
 	if w != nil {
 		defer w.close()
 	}
+	// News from the change feed needs no settling: it wakes a sync at once.
+	remote := make(chan struct{}, 1)
+	pokeRemote := func() {
+		select {
+		case remote <- struct{}{}:
+		default:
+		}
+	}
 	cursor := make(chan uint64, 1)
-	go e.longPoll(ctx, cursor, poke)
+	go e.longPoll(ctx, cursor, pokeRemote)
 	rescan := time.NewTicker(e.cfg.RescanInterval)
 	defer rescan.Stop()
 
@@ -87,11 +96,14 @@ func (e *Engine) Watch(ctx context.Context, onSync func(Summary, error)) error {
 	pause := time.Duration(0)
 	poke()
 	for {
+		settleFirst := true
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-kick:
 		case <-rescan.C:
+		case <-remote:
+			settleFirst = false
 		}
 		if pause > 0 {
 			select {
@@ -100,8 +112,11 @@ func (e *Engine) Watch(ctx context.Context, onSync func(Summary, error)) error {
 			case <-time.After(pause):
 			}
 		}
-		// Let a burst of events settle.
+		// Let a burst of file-system events settle.
 		settle := time.NewTimer(e.cfg.Debounce)
+		if !settleFirst {
+			settle.Reset(0)
+		}
 	drain:
 		for {
 			select {

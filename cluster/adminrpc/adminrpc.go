@@ -4,11 +4,11 @@
 // as the AdminService of package clusterpb; the Client calls one node's
 // AdminService and is itself a Service. Each call is one
 // clusterpb.CallRequest: the method name (the Service method's, e.g.
-// "ChangeGroup"), the group it concerns (GroupInfo, ChangeGroup) and a JSON
-// body with the arguments; the answer is the JSON of the result. The
-// server refuses a body with a field it does not know (invalid_argument)
-// rather than ignore it, and a method it does not know (invalid_argument,
-// gRPC code Unimplemented).
+// "ChangeGroup"), the group it concerns (GroupInfo, ChangeGroup, StateHash)
+// and a JSON body with the arguments; the answer is the JSON of the
+// result. The server refuses a body with a field it does not know
+// (invalid_argument) rather than ignore it, and a method it does not know
+// (invalid_argument, gRPC code Unimplemented).
 //
 // # Errors
 //
@@ -37,6 +37,9 @@ const (
 	methodGroupInfo   = "GroupInfo"
 	methodChangeGroup = "ChangeGroup"
 	methodClusterKeys = "ClusterKeys"
+	methodStateHash   = "StateHash"
+	methodScrub       = "ScrubBlocks"
+	methodRepair      = "RepairBlocks"
 )
 
 // LeaderAddrs, if the Service passed to NewServer also implements it,

@@ -42,6 +42,9 @@ type fakeService struct {
 	groups  []uint64
 	changes []GroupChange
 	keys    *ClusterKeys
+	hash    *StateHash
+	scrub   *ScrubResult
+	repair  *RepairResult
 }
 
 func (f *fakeService) enter(ctx context.Context, method string) error {
@@ -103,6 +106,30 @@ func (f *fakeService) ClusterKeys(ctx context.Context) (*ClusterKeys, error) {
 		return nil, err
 	}
 	return f.keys, nil
+}
+
+func (f *fakeService) StateHash(ctx context.Context, group uint64) (*StateHash, error) {
+	f.mu.Lock()
+	f.groups = append(f.groups, group)
+	f.mu.Unlock()
+	if err := f.enter(ctx, methodStateHash); err != nil {
+		return nil, err
+	}
+	return f.hash, nil
+}
+
+func (f *fakeService) ScrubBlocks(ctx context.Context) (*ScrubResult, error) {
+	if err := f.enter(ctx, methodScrub); err != nil {
+		return nil, err
+	}
+	return f.scrub, nil
+}
+
+func (f *fakeService) RepairBlocks(ctx context.Context) (*RepairResult, error) {
+	if err := f.enter(ctx, methodRepair); err != nil {
+		return nil, err
+	}
+	return f.repair, nil
 }
 
 // resolvingService is a fakeService that knows the nodes' gRPC addresses.
@@ -178,10 +205,26 @@ func TestMethodsRoundTrip(t *testing.T) {
 		replica: &GroupReplica{Group: 7, Node: "n1", State: "Leader", Leader: "n1", Term: 4, Commit: 20, Applied: 19, LastLog: 21,
 			Config:      []wire.ReplicaStatus{{Node: "n1", Suffrage: "voter", Applied: 19}},
 			ConfigIndex: 15, ConfigCommitted: true, LastContact: 1500 * time.Millisecond},
-		keys: &ClusterKeys{ClusterID: "c-1", SigningKey: []byte("0123456789abcdef0123456789abcdef")},
+		keys:   &ClusterKeys{ClusterID: "c-1", SigningKey: []byte("0123456789abcdef0123456789abcdef")},
+		hash:   &StateHash{Group: 3, Node: "n1", Applied: 42, Hash: "ab01"},
+		scrub:  &ScrubResult{Node: "n1", Scanned: 10, Bytes: 1000, Corrupt: 2, Repaired: 1, Failed: 1},
+		repair: &RepairResult{Node: "n1", Scanned: 10, Pushed: 3, BytesPushed: 300, HandedOff: 1, Failed: 2, Unreachable: []string{"n4"}},
 	}
 	_, c, _ := start(t, f)
 	ctx := testContext(t)
+
+	h, err := c.StateHash(ctx, 3)
+	if err != nil || !reflect.DeepEqual(h, f.hash) {
+		t.Errorf("StateHash = %+v, %v, want %+v", h, err, f.hash)
+	}
+	sr, err := c.ScrubBlocks(ctx)
+	if err != nil || !reflect.DeepEqual(sr, f.scrub) {
+		t.Errorf("ScrubBlocks = %+v, %v, want %+v", sr, err, f.scrub)
+	}
+	rr, err := c.RepairBlocks(ctx)
+	if err != nil || !reflect.DeepEqual(rr, f.repair) {
+		t.Errorf("RepairBlocks = %+v, %v, want %+v", rr, err, f.repair)
+	}
 
 	k, err := c.ClusterKeys(ctx)
 	if err != nil || !reflect.DeepEqual(k, f.keys) {
@@ -216,7 +259,7 @@ func TestMethodsRoundTrip(t *testing.T) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !reflect.DeepEqual(f.removed, []string{"n2"}) || !reflect.DeepEqual(f.groups, []uint64{7}) ||
+	if !reflect.DeepEqual(f.removed, []string{"n2"}) || !reflect.DeepEqual(f.groups, []uint64{3, 7}) ||
 		!reflect.DeepEqual(f.changes, []GroupChange{change}) {
 		t.Errorf("the service saw removed %v, groups %v, changes %+v", f.removed, f.groups, f.changes)
 	}
@@ -232,6 +275,9 @@ func TestNilResults(t *testing.T) {
 	}
 	if r, err := c.GroupInfo(ctx, 1); r != nil || err != nil {
 		t.Errorf("GroupInfo = %v, %v", r, err)
+	}
+	if h, err := c.StateHash(ctx, 1); h != nil || err != nil {
+		t.Errorf("StateHash = %v, %v", h, err)
 	}
 }
 
@@ -329,6 +375,8 @@ func TestServerRefusesBadCalls(t *testing.T) {
 		{"unknown method", &clusterpb.CallRequest{Method: "Reboot"}, codes.Unimplemented},
 		{"unknown field", &clusterpb.CallRequest{Method: methodRemoveNode, Body: []byte(`{"id":"n2","force":true}`)}, codes.InvalidArgument},
 		{"body for Status", &clusterpb.CallRequest{Method: methodStatus, Body: []byte(`{"verbose":true}`)}, codes.InvalidArgument},
+		{"body for StateHash", &clusterpb.CallRequest{Group: 1, Method: methodStateHash, Body: []byte(`{"at":5}`)}, codes.InvalidArgument},
+		{"body for ScrubBlocks", &clusterpb.CallRequest{Method: methodScrub, Body: []byte(`{"fast":true}`)}, codes.InvalidArgument},
 		{"groups differ", &clusterpb.CallRequest{Group: 1, Method: methodChangeGroup, Body: []byte(`{"group":2,"kind":"remove","node":"n2"}`)}, codes.InvalidArgument},
 	}
 	for _, tc := range cases {

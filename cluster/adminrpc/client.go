@@ -103,3 +103,30 @@ func (c *Client) ClusterKeys(ctx context.Context) (*ClusterKeys, error) {
 	}
 	return k, nil
 }
+
+// StateHash implements Service.
+func (c *Client) StateHash(ctx context.Context, group uint64) (*StateHash, error) {
+	var h *StateHash
+	if err := c.call(ctx, methodStateHash, group, emptyBody{}, &h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// ScrubBlocks implements Service. It may run long: bound it with ctx.
+func (c *Client) ScrubBlocks(ctx context.Context) (*ScrubResult, error) {
+	var r *ScrubResult
+	if err := c.call(ctx, methodScrub, 0, emptyBody{}, &r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// RepairBlocks implements Service. It may run long: bound it with ctx.
+func (c *Client) RepairBlocks(ctx context.Context) (*RepairResult, error) {
+	var r *RepairResult
+	if err := c.call(ctx, methodRepair, 0, emptyBody{}, &r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}

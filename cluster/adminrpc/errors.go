@@ -16,7 +16,8 @@ import (
 
 // Sentinel errors (test with errors.Is). Each has a stable wire Code.
 var (
-	// ErrNotFound: no such node, or the node hosts no replica of the group.
+	// ErrNotFound: no such node, the node hosts no replica of the group,
+	// or (block calls) the node has no block store.
 	ErrNotFound = errors.New("not found")
 	// ErrNotLeader: the change needs the group's leader and this node is
 	// not it; the error is a *NotLeaderError naming the leader if known.

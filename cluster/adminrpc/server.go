@@ -113,6 +113,21 @@ func (s *Server) dispatch(ctx context.Context, req *clusterpb.CallRequest) (any,
 			return nil, err
 		}
 		return nilIfErr(s.svc.ClusterKeys(ctx))
+	case methodStateHash:
+		if err := decodeBody(req.GetBody(), &emptyBody{}); err != nil {
+			return nil, err
+		}
+		return nilIfErr(s.svc.StateHash(ctx, req.GetGroup()))
+	case methodScrub:
+		if err := decodeBody(req.GetBody(), &emptyBody{}); err != nil {
+			return nil, err
+		}
+		return nilIfErr(s.svc.ScrubBlocks(ctx))
+	case methodRepair:
+		if err := decodeBody(req.GetBody(), &emptyBody{}); err != nil {
+			return nil, err
+		}
+		return nilIfErr(s.svc.RepairBlocks(ctx))
 	}
 	return nil, unknownMethodError(req.GetMethod())
 }

@@ -28,6 +28,52 @@ type Service interface {
 	// ClusterKeys returns the cluster's identity and session-signing key,
 	// from the system group (for gateways on nodes that host none of it).
 	ClusterKeys(ctx context.Context) (*ClusterKeys, error)
+	// StateHash returns the hash of this node's replica of a group and the
+	// applied index it was taken at, both from one view of its state
+	// (ErrNotFound if the node hosts no replica of the group).
+	StateHash(ctx context.Context, group uint64) (*StateHash, error)
+	// ScrubBlocks reads and verifies every block of this node's local
+	// store once; a corrupt copy is dropped and restored from the other
+	// nodes (ErrNotFound if the node has no block store).
+	ScrubBlocks(ctx context.Context) (*ScrubResult, error)
+	// RepairBlocks runs one repair pass over this node's local store: every
+	// block it holds is pushed to those of its R placement nodes that lack
+	// it (ErrNotFound if the node has no block store).
+	RepairBlocks(ctx context.Context) (*RepairResult, error)
+}
+
+// StateHash is one replica's state hash and the applied index it was taken
+// at (from the same snapshot of its state): two replicas of a group at the
+// same applied index must have the same hash.
+type StateHash struct {
+	Group   uint64 `json:"group"`
+	Node    string `json:"node"`
+	Applied uint64 `json:"applied_index"`
+	// Hash is the SHA-256 over every key and value of the replica's
+	// state, lower-case hex.
+	Hash string `json:"state_hash"`
+}
+
+// ScrubResult is what one scrub of a node's local block store did.
+type ScrubResult struct {
+	Node     string `json:"node"`
+	Scanned  int64  `json:"scanned"`  // local blocks read
+	Bytes    int64  `json:"bytes"`    // bytes read and verified good
+	Corrupt  int64  `json:"corrupt"`  // copies that failed verification (dropped)
+	Repaired int64  `json:"repaired"` // of those, restored from other nodes
+	Failed   int64  `json:"failed"`   // blocks that could not be read or restored
+}
+
+// RepairResult is what one repair pass over a node's local block store
+// did.
+type RepairResult struct {
+	Node        string   `json:"node"`
+	Scanned     int64    `json:"scanned"`      // local blocks examined
+	Pushed      int64    `json:"pushed"`       // copies written to placement nodes that lacked them
+	BytesPushed int64    `json:"bytes_pushed"` // their bytes
+	HandedOff   int64    `json:"handed_off"`   // surplus local copies deleted once R placement nodes held them
+	Failed      int64    `json:"failed"`       // copies that could not be checked, read, pushed or handed off
+	Unreachable []string `json:"unreachable,omitempty"`
 }
 
 // ClusterKeys is the cluster's identity and the key that signs session

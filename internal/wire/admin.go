@@ -88,3 +88,88 @@ type RemoveNodeResult struct {
 	Node  string `json:"node"`
 	State string `json:"state"`
 }
+
+// GroupHashes answers GET /v1/admin/groups/{id}/hashes: the state hash of
+// every replica in the group's Raft configuration. Replicas at the same
+// applied index must have the same hash; compare them once every replica
+// reports the same applied index.
+type GroupHashes struct {
+	Group uint64 `json:"group"`
+	// Leader is the group's leader whose configuration lists the
+	// replicas ("" if none was known and the answering node's own
+	// replica's configuration was used).
+	Leader   string        `json:"leader,omitempty"`
+	Replicas []ReplicaHash `json:"replicas"`
+}
+
+// ReplicaHash is one replica's state hash and the applied index it was
+// taken at (both from one view of the replica's state).
+type ReplicaHash struct {
+	Node     string `json:"node"`
+	Suffrage string `json:"suffrage"`
+	Applied  uint64 `json:"applied_index"`
+	// StateHash is the SHA-256 over the replica's whole state, lower-case
+	// hex; empty when the replica did not answer (see Error).
+	StateHash string `json:"state_hash,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// TransferRequest is the optional body of POST
+// /v1/admin/groups/{id}/transfer: To names the voter that should lead
+// ("" or no body: the voter that leads the fewest groups).
+type TransferRequest struct {
+	To string `json:"to,omitempty"`
+}
+
+// TransferResult answers a leadership transfer: the group's leader once
+// the transfer is done, and its term.
+type TransferResult struct {
+	Group  uint64 `json:"group"`
+	Leader string `json:"leader"`
+	Term   uint64 `json:"term"`
+	// Previous is the leader before the transfer.
+	Previous string `json:"previous"`
+}
+
+// BlockAudit answers POST /v1/admin/blocks/audit: after a scrub and a
+// repair pass on every block node, how many block nodes hold each block.
+type BlockAudit struct {
+	// Blocks is the number of distinct blocks found on the block nodes.
+	Blocks int64 `json:"blocks"`
+	// R is the cluster's replica count per block.
+	R int `json:"r"`
+	// UnderReplicated lists blocks with fewer than R copies (at most
+	// MaxAuditList of them); UnderReplicatedTotal counts them all.
+	UnderReplicated      []UnderReplicated `json:"under_replicated"`
+	UnderReplicatedTotal int64             `json:"under_replicated_total"`
+	// Nodes is what each block node did and holds, by name.
+	Nodes []BlockAuditNode `json:"nodes"`
+}
+
+// MaxAuditList caps BlockAudit.UnderReplicated.
+const MaxAuditList = 1000
+
+// UnderReplicated is a block with fewer than R verified copies.
+type UnderReplicated struct {
+	Ref    string `json:"ref"`
+	Copies int    `json:"copies"`
+}
+
+// BlockAuditNode is one block node's part in an audit: its scrub (Scanned,
+// Corrupt, Repaired), its repair pass (Pushed, HandedOff), what failed in
+// either, and the copies it holds afterwards (Blocks). Error says what
+// went wrong with the node, if anything. The copies of a node are counted
+// only if its scrub and the listing of its store succeeded, and it is not
+// draining (its copies are being handed over).
+type BlockAuditNode struct {
+	Node      string `json:"node"`
+	Draining  bool   `json:"draining,omitempty"`
+	Scanned   int64  `json:"scanned"`
+	Corrupt   int64  `json:"corrupt"`
+	Repaired  int64  `json:"repaired"`
+	Pushed    int64  `json:"pushed"`
+	HandedOff int64  `json:"handed_off"`
+	Failed    int64  `json:"failed"`
+	Blocks    int64  `json:"blocks"`
+	Error     string `json:"error,omitempty"`
+}
