@@ -4,7 +4,7 @@ PKGS ?= ./...
 BENCH ?= .
 BENCHTIME ?= 3s
 
-.PHONY: run test fmt-check vet lint bench bench-blockstore bench-idle bench-gateway bench-sync generate build tidy
+.PHONY: run test fmt-check vet lint bench bench-blockstore bench-idle bench-gateway bench-sync jepsen jepsen-soak generate build tidy
 
 ## run: start the product on its embedded default (a local 3-node cluster)
 run:
@@ -44,6 +44,16 @@ bench-gateway:
 ## bench-sync: sync client: ingest vs SHA-256, first sync of 10k small files and of 1 GiB vs cp -r, edit-to-visible latency of two --watch clients (COUNT=3)
 bench-sync:
 	$(GO) test -run '^$$' -bench Sync -benchtime 1x -count $${COUNT:-3} -timeout 60m ./client/syncer
+
+## jepsen: the short fault-injection suite (every fault kind and workload, a few minutes; network faults need root)
+jepsen:
+	bash scripts/jepsen-deps.sh
+	$(GO) run ./cmd/coffer-jepsen -suite ci -out $${OUT:-jepsen-results}
+
+## jepsen-soak: long fault-injection runs: DURATION=30m RUNS=1 SUITE=full
+jepsen-soak:
+	bash scripts/jepsen-deps.sh
+	$(GO) run ./cmd/coffer-jepsen -suite $${SUITE:-full} -duration $${DURATION:-30m} -runs $${RUNS:-1} -out $${OUT:-jepsen-results}
 
 ## generate: regenerate generated code (protobuf stubs; installs Debian's protoc if missing)
 generate:
