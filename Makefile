@@ -48,7 +48,7 @@ bench-sync:
 ## jepsen: the short fault-injection suite (every fault kind and workload, a few minutes; network faults need root)
 jepsen:
 	bash scripts/jepsen-deps.sh
-	$(GO) run ./cmd/coffer-jepsen -suite ci -out $${OUT:-jepsen-results}
+	$(GO) run ./cmd/coffer-jepsen -suite ci -timeout 8m -out $${OUT:-jepsen-results}
 
 ## jepsen-soak: long fault-injection runs: DURATION=30m RUNS=1 SUITE=full
 jepsen-soak:

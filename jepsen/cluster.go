@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/coffer-dev/coffer/client"
@@ -21,15 +24,52 @@ import (
 // testbed is a running cluster: its processes, its network (nil on
 // loopback), the spare node a member change adds, and an admin client.
 type testbed struct {
-	log     *slog.Logger
-	net     *netns.Net
-	pc      *proc.Cluster
-	spare   proc.NodeSpec
-	live    []int // indices in pc of the nodes in the cluster
-	host    map[int]int
-	adminPw string
-	admin   *client.Client
-	shards  int
+	log       *slog.Logger
+	net       *netns.Net
+	pc        *proc.Cluster
+	spare     proc.NodeSpec
+	spareHost int // the spare's network host
+	adminPw   string
+	admin     *client.Client
+	shards    int
+
+	mu   sync.Mutex
+	live []int       // indices in pc of the nodes in the cluster
+	host map[int]int // node index → network host
+}
+
+// liveNodes returns the indices of the nodes in the cluster now.
+func (tb *testbed) liveNodes() []int {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return slices.Clone(tb.live)
+}
+
+// hostOf returns node i's network host.
+func (tb *testbed) hostOf(i int) int {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return tb.host[i]
+}
+
+// hostMap returns a copy of the node → host map.
+func (tb *testbed) hostMap() map[int]int {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return maps.Clone(tb.host)
+}
+
+func (tb *testbed) addLive(i, host int) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.live = append(tb.live, i)
+	tb.host[i] = host
+}
+
+func (tb *testbed) removeLive(i int) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.live = slices.DeleteFunc(tb.live, func(x int) bool { return x == i })
 }
 
 // Ports every node uses inside its own namespace.
@@ -79,7 +119,7 @@ func startTestbed(ctx context.Context, cfg Config, dir string, namespaced bool) 
 		specs[i].AdminPassword = tb.adminPw
 		specs[i].Shards = cfg.Shards
 	}
-	tb.spare = specs[cfg.Nodes]
+	tb.spare, tb.spareHost = specs[cfg.Nodes], cfg.Nodes
 	tb.pc, err = proc.New(proc.Config{Binary: cfg.Binary, Dir: dir, Nodes: specs[:cfg.Nodes], Logger: cfg.Logger,
 		ReadyTimeout: 90 * time.Second})
 	if err != nil {
@@ -105,7 +145,7 @@ func startTestbed(ctx context.Context, cfg Config, dir string, namespaced bool) 
 // urls are the gateways of the live nodes.
 func (tb *testbed) urls() []string {
 	var u []string
-	for _, i := range tb.live {
+	for _, i := range tb.liveNodes() {
 		u = append(u, tb.pc.HTTPURL(i))
 	}
 	return u
@@ -145,7 +185,7 @@ func (tb *testbed) waitFormed(ctx context.Context, voters int, limit time.Durati
 // waitHealthy waits until every live node answers /readyz with 200.
 func (tb *testbed) waitHealthy(ctx context.Context, limit time.Duration) error {
 	hc := &http.Client{Timeout: 3 * time.Second}
-	for _, i := range tb.live {
+	for _, i := range tb.liveNodes() {
 		url := tb.pc.HTTPURL(i) + "/readyz"
 		err := retry(ctx, limit, func() error {
 			resp, err := hc.Get(url)

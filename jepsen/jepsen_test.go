@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/coffer-dev/coffer/jepsen/history"
 	"github.com/coffer-dev/coffer/jepsen/workload"
 )
 
@@ -113,5 +115,60 @@ func TestGrudges(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestCrashLines(t *testing.T) {
+	log := `=== proc: n1 start 1 at 02:00:00: ["cofferd"]
+time=2026-11-26T02:00:01Z level=INFO msg="panic: not really" component=x
+=== proc: n1 pid 10 exited at 02:00:05: signal: killed (killed by the harness)
+=== proc: n1 start 2 at 02:00:06: ["cofferd"]
+panic: runtime error: index out of range
+goroutine 1 [running]:
+=== proc: n1 pid 11 exited at 02:00:07: exit status 2 (unexpectedly)
+fatal error: concurrent map writes
+`
+	got, err := crashLines(strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"panic: runtime error: index out of range", "=== proc: n1 pid 11 exited at 02:00:07: exit status 2 (unexpectedly)", "fatal error: concurrent map writes"}
+	if !slices.Equal(got, want) {
+		t.Errorf("crash lines %q, want %q", got, want)
+	}
+}
+
+func TestNemesisResult(t *testing.T) {
+	s := time.Second
+	kill := history.Fault{ID: 0, Kind: FaultKill, Start: 10 * s, End: 15 * s}
+	pause := history.Fault{ID: 1, Kind: FaultPause, Start: 20 * s, End: 25 * s}
+	open := history.Fault{ID: 2, Kind: FaultPause, Start: 30 * s}
+	for _, c := range []struct {
+		name     string
+		kinds    []string
+		faults   []history.Fault
+		failures []string
+		valid    bool
+	}{
+		{"every kind once", []string{FaultKill, FaultPause}, []history.Fault{kill, pause}, nil, true},
+		{"a kind never injected", []string{FaultKill, FaultPause, FaultIsolate}, []history.Fault{kill, pause}, nil, false},
+		{"nothing injected", []string{FaultKill}, nil, nil, false},
+		{"a fault never ended", []string{FaultKill, FaultPause}, []history.Fault{kill, pause, open}, nil, false},
+		{"a heal failed", []string{FaultKill, FaultPause}, []history.Fault{kill, pause}, []string{"kill: restart: no"}, false},
+		{"no kinds (loopback partition scenario)", nil, nil, nil, true},
+	} {
+		n := &nemesis{skipped: map[string]int{}, failures: c.failures}
+		r := nemesisResult(n, c.kinds, c.faults, 40*s)
+		if r.Valid != c.valid {
+			t.Errorf("%s: valid %v, want %v: %s %v", c.name, r.Valid, c.valid, r.Summary, r.Details)
+		}
+	}
+}
+
+func TestMutations(t *testing.T) {
+	ops := []history.Op{{Kind: history.KindRead}, {Kind: history.KindWrite}, {Kind: history.KindFeed}, {Kind: history.KindCAS},
+		{Kind: history.KindCreate}, {Kind: history.KindUpload}, {Kind: "edit"}, {Kind: history.KindDownload}}
+	if got := len(mutations(ops)); got != 5 {
+		t.Errorf("%d mutations, want 5", got)
 	}
 }

@@ -2,6 +2,7 @@ package jepsen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -27,6 +28,9 @@ type nemesis struct {
 	// skipped counts faults that could not be injected (e.g. no leader
 	// known), by kind.
 	skipped map[string]int
+	// failures are faults that were not healed and member changes that
+	// did not complete: each fails the run.
+	failures []string
 }
 
 // Hold and gap bounds.
@@ -43,9 +47,13 @@ func (n *nemesis) between(lo, hi time.Duration) time.Duration {
 
 // run injects faults until the deadline: the kinds in a shuffled round,
 // then another round, and so on. A fault is never started after the
-// deadline, and every fault is healed before run returns.
+// deadline, and every fault is healed before run returns. A fault that
+// could not be injected (nothing changed) is counted in skipped and its
+// kind tried again at the end of the round; a fault that could not be
+// healed stops the nemesis after a full heal is tried, and is a failure.
 func (n *nemesis) run(ctx context.Context, until time.Time) {
 	var round []string
+	retried := map[string]bool{}
 	for {
 		gap := n.between(minGap, maxGap)
 		if time.Now().Add(gap + minHold).After(until) {
@@ -59,13 +67,30 @@ func (n *nemesis) run(ctx context.Context, until time.Time) {
 		if len(round) == 0 {
 			round = slices.Clone(n.kinds)
 			n.rng.Shuffle(len(round), func(i, j int) { round[i], round[j] = round[j], round[i] })
+			clear(retried)
 		}
 		kind := round[0]
 		round = round[1:]
 		hold := min(n.between(minHold, maxHold), time.Until(until))
-		if err := n.inject(ctx, kind, hold); err != nil {
+		injected, err := n.inject(ctx, kind, hold)
+		switch {
+		case err == nil:
+		case !injected:
 			n.log.Warn("fault not injected", "kind", kind, "err", err)
 			n.skipped[kind]++
+			if !retried[kind] {
+				retried[kind] = true
+				round = append(round, kind)
+			}
+		default:
+			n.log.Error("fault not healed; healing everything and stopping the nemesis", "kind", kind, "err", err)
+			n.failures = append(n.failures, fmt.Sprintf("%s: %v", kind, err))
+			healCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+			if herr := heal(healCtx, n.tb); herr != nil {
+				n.failures = append(n.failures, "full heal: "+herr.Error())
+			}
+			cancel()
+			return
 		}
 	}
 }
@@ -78,104 +103,104 @@ func hold(ctx context.Context, d time.Duration) {
 	}
 }
 
-// inject runs one fault of kind for about d and heals it. Healing uses a
-// context of its own: it must happen even when the run is ending.
-func (n *nemesis) inject(ctx context.Context, kind string, d time.Duration) error {
+// inject runs one fault of kind for about d and heals it. injected is
+// false when the fault did not happen (nothing changed); an error with
+// injected true is a fault that was not healed. The timeline gets the
+// fault once it is in place. Healing uses a context of its own: it must
+// happen even when the run is ending.
+func (n *nemesis) inject(ctx context.Context, kind string, d time.Duration) (injected bool, err error) {
 	tb := n.tb
 	heal, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	name := func(i int) string { return tb.pc.Spec(i).Name }
-	pick := func() int { return tb.live[n.rng.IntN(len(tb.live))] }
+	live := tb.liveNodes()
+	pick := func() int { return live[n.rng.IntN(len(live))] }
 	switch kind {
 	case FaultKill, FaultKillLeader:
 		i := pick()
 		desc := "SIGKILL " + name(i)
 		if kind == FaultKillLeader {
-			g, leader, err := n.leaderOfShard(ctx)
+			g, leader, err := n.leaderOfShard(ctx, live)
 			if err != nil {
-				return err
+				return false, err
 			}
 			i, desc = leader, fmt.Sprintf("SIGKILL %s, leader of shard %d", name(leader), g)
 		}
+		if err := tb.pc.Kill(i); err != nil {
+			return false, err
+		}
 		f := n.tl.Begin(kind, desc, name(i))
 		n.log.Info("fault", "kind", kind, "what", desc, "hold", d)
-		if err := tb.pc.Kill(i); err != nil {
-			f.End()
-			return err
-		}
 		hold(ctx, d)
 		err := tb.pc.Restart(heal, i)
 		f.End()
-		return err
+		return true, err
 	case FaultPause:
 		i := pick()
+		if err := tb.pc.Stop(i); err != nil {
+			return false, err
+		}
 		f := n.tl.Begin(kind, "SIGSTOP "+name(i), name(i))
 		n.log.Info("fault", "kind", kind, "node", name(i), "hold", d)
-		if err := tb.pc.Stop(i); err != nil {
-			f.End()
-			return err
-		}
 		hold(ctx, d)
 		err := tb.pc.Cont(i)
 		f.End()
-		return err
+		return true, err
 	case FaultIsolate, FaultMajority, FaultBridge:
-		g, desc, targets := n.grudge(kind)
+		g, desc, targets := n.grudge(kind, live)
+		if err := tb.net.Partition(heal, g); err != nil {
+			return false, errors.Join(err, tb.net.Heal(heal))
+		}
 		f := n.tl.Begin(kind, desc, targets...)
 		n.log.Info("fault", "kind", kind, "what", desc, "hold", d)
-		if err := tb.net.Partition(heal, g); err != nil {
-			f.End()
-			return err
-		}
 		hold(ctx, d)
 		err := tb.net.Heal(heal)
 		f.End()
-		return err
+		return true, err
 	case FaultSlow, FaultLossy:
 		i := pick()
 		var desc string
 		var err error
 		if kind == FaultSlow {
 			delay, jitter := n.between(50*time.Millisecond, 300*time.Millisecond), 20*time.Millisecond
-			desc = fmt.Sprintf("%s's link delayed %v ± %v", name(i), delay, jitter)
-			err = tb.net.Slow(heal, tb.host[i], delay, jitter)
+			desc = fmt.Sprintf("packets %s sends delayed %v ± %v", name(i), delay.Round(time.Millisecond), jitter)
+			err = tb.net.Slow(heal, tb.hostOf(i), delay, jitter)
 		} else {
 			loss := float64(10 + n.rng.IntN(30))
-			desc = fmt.Sprintf("%s's link drops %.0f%% of packets", name(i), loss)
-			err = tb.net.Lossy(heal, tb.host[i], loss)
+			desc = fmt.Sprintf("%.0f%% of the packets %s sends dropped", loss, name(i))
+			err = tb.net.Lossy(heal, tb.hostOf(i), loss)
+		}
+		if err != nil {
+			return false, errors.Join(err, tb.net.ClearLinks(heal))
 		}
 		f := n.tl.Begin(kind, desc, name(i))
 		n.log.Info("fault", "kind", kind, "what", desc, "hold", d)
-		if err != nil {
-			f.End()
-			return err
-		}
 		hold(ctx, d)
 		err = tb.net.ClearLinks(heal)
 		f.End()
-		return err
+		return true, err
 	case FaultTransfer:
 		g := uint64(n.rng.IntN(tb.shards + 1))
-		f := n.tl.Begin(kind, fmt.Sprintf("leadership of group %d moved", g))
 		res, err := tb.admin.TransferLeader(ctx, g, "")
-		f.End()
-		if err == nil {
-			n.log.Info("fault", "kind", kind, "group", g, "from", res.Previous, "to", res.Leader)
+		if err != nil {
+			return false, err
 		}
+		n.tl.Begin(kind, fmt.Sprintf("leadership of group %d moved from %s to %s", g, res.Previous, res.Leader), res.Previous, res.Leader).End()
+		n.log.Info("fault", "kind", kind, "group", g, "from", res.Previous, "to", res.Leader)
 		hold(ctx, d)
-		return err
+		return true, nil
 	case FaultMembers:
 		if n.membersDone {
-			return nil // once per run: a second one would need another spare host
+			return false, errors.New("once per run: a second one would need another spare host")
 		}
 		n.membersDone = true
 		return n.memberChange(ctx, heal)
 	}
-	return fmt.Errorf("unknown fault %q", kind)
+	return false, fmt.Errorf("unknown fault %q", kind)
 }
 
 // leaderOfShard picks a random shard and returns it and its leader's index.
-func (n *nemesis) leaderOfShard(ctx context.Context) (uint64, int, error) {
+func (n *nemesis) leaderOfShard(ctx context.Context, live []int) (uint64, int, error) {
 	st, err := n.tb.admin.ClusterStatus(ctx)
 	if err != nil {
 		return 0, 0, err
@@ -185,7 +210,7 @@ func (n *nemesis) leaderOfShard(ctx context.Context) (uint64, int, error) {
 		if gs.ID != g {
 			continue
 		}
-		for _, i := range n.tb.live {
+		for _, i := range live {
 			if n.tb.pc.Spec(i).Name == gs.Leader {
 				return g, i, nil
 			}
@@ -196,8 +221,8 @@ func (n *nemesis) leaderOfShard(ctx context.Context) (uint64, int, error) {
 }
 
 // grudge builds a partition of the live nodes' hosts.
-func (n *nemesis) grudge(kind string) (netns.Grudge, string, []string) {
-	return partition(kind, n.tb.live, n.tb.host, func(i int) string { return n.tb.pc.Spec(i).Name }, n.rng)
+func (n *nemesis) grudge(kind string, live []int) (netns.Grudge, string, []string) {
+	return partition(kind, live, n.tb.hostMap(), func(i int) string { return n.tb.pc.Spec(i).Name }, n.rng)
 }
 
 // partition cuts the nodes (indices; host maps them to network hosts)
@@ -240,34 +265,30 @@ func partition(kind string, live []int, host map[int]int, name func(int) string,
 	}
 }
 
-// memberChange adds the spare node, waits until it holds replicas, then
-// removes a random old node through the admin API and stops it.
-func (n *nemesis) memberChange(ctx, heal context.Context) error {
+// memberChange adds the spare node, marks a random old node for removal
+// through the admin API, waits until it is drained (no group lists it and
+// every group has 3 voters), then kills it. Once the spare has started,
+// any failure is a failure of the run (injected is true).
+func (n *nemesis) memberChange(ctx, heal context.Context) (injected bool, err error) {
 	tb := n.tb
-	victim := tb.live[n.rng.IntN(len(tb.live))]
+	live := tb.liveNodes()
+	victim := live[n.rng.IntN(len(live))]
 	vname := tb.pc.Spec(victim).Name
-	f := n.tl.Begin(FaultMembers, fmt.Sprintf("%s joins, then %s is removed", tb.spare.Name, vname), tb.spare.Name, vname)
-	defer f.End()
-	n.log.Info("fault", "kind", FaultMembers, "add", tb.spare.Name, "remove", vname)
 	spare := tb.spare
 	spare.BootstrapExpect = 0
 	i, err := tb.pc.Add(heal, spare)
 	if err != nil {
-		return fmt.Errorf("adding %s: %w", spare.Name, err)
+		return true, fmt.Errorf("adding %s: %w", spare.Name, err)
 	}
-	tb.host[i] = len(tb.live) // the spare host is the last one
-	if tb.net == nil {
-		tb.host[i] = i
-	}
-	tb.live = append(tb.live, i)
-	// Removal drains the victim: its replicas move to the other nodes
-	// (the new one among them) before it is marked removed.
+	f := n.tl.Begin(FaultMembers, fmt.Sprintf("%s joins, then %s is removed", tb.spare.Name, vname), tb.spare.Name, vname)
+	defer f.End()
+	n.log.Info("fault", "kind", FaultMembers, "add", tb.spare.Name, "remove", vname)
+	tb.addLive(i, tb.spareHost)
 	res, err := tb.admin.RemoveNode(heal, vname)
 	if err != nil {
-		return fmt.Errorf("removing %s: %w", vname, err)
+		return true, fmt.Errorf("removing %s: %w", vname, err)
 	}
 	n.log.Info("node marked for removal", "node", vname, "state", res.State)
-	// Drained: no group lists it, and every group has its voters again.
 	err = retry(heal, 2*time.Minute, func() error {
 		st, err := tb.admin.ClusterStatus(heal)
 		if err != nil {
@@ -283,14 +304,11 @@ func (n *nemesis) memberChange(ctx, heal context.Context) error {
 		return cluster.CheckFormed(st, 3)
 	})
 	if err != nil {
-		return fmt.Errorf("draining %s: %w", vname, err)
+		return true, fmt.Errorf("draining %s: %w", vname, err)
 	}
-	if err := tb.pc.Kill(victim); err != nil {
-		return err
+	if err := tb.pc.Remove(victim); err != nil { // kills it
+		return true, err
 	}
-	if err := tb.pc.Remove(victim); err != nil {
-		return err
-	}
-	tb.live = slices.DeleteFunc(tb.live, func(x int) bool { return x == victim })
-	return nil
+	tb.removeLive(victim)
+	return true, nil
 }

@@ -3,6 +3,7 @@ package jepsen
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +40,9 @@ type Report struct {
 	// nemesis could not inject (network faults on loopback among them).
 	Faults  map[string]int `json:"faults"`
 	Skipped map[string]int `json:"skipped,omitempty"`
+	// NotRun lists the scenario's fault kinds left out because the
+	// network namespaces were not available.
+	NotRun  []string       `json:"not_run,omitempty"`
 	Results []check.Result `json:"results"`
 }
 
@@ -55,7 +60,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	log := cfg.Logger.With("scenario", cfg.Scenario.Name, "seed", cfg.Seed)
+	log := cfg.Logger.With("component", "jepsen", "scenario", cfg.Scenario.Name, "seed", cfg.Seed)
 	cfg.Logger = log
 	dir := filepath.Join(cfg.Out, fmt.Sprintf("%s-%s-%d", cfg.Scenario.Name, time.Now().UTC().Format("20060102-150405"), cfg.Seed))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -81,6 +86,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if !namespaced {
 		if why != "" {
 			log.Warn("running without network namespaces: process and cluster faults only", "why", why)
+		}
+		for _, k := range kinds {
+			if networkFault(k) {
+				rep.NotRun = append(rep.NotRun, k)
+			}
 		}
 		kinds = slices.DeleteFunc(slices.Clone(kinds), networkFault)
 	}
@@ -133,6 +143,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	// Heal everything, whatever state the last fault left.
 	healCtx, cancelHeal := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+	healStart := rec.Elapsed()
 	healErr := heal(healCtx, tb)
 	cancelHeal()
 	healed := rec.Elapsed()
@@ -146,20 +157,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if healErr != nil {
 		results = append(results, check.Result{Name: "heal", Valid: false, Summary: healErr.Error()})
 	}
+	faults := tl.Faults()
+	results = append(results, nemesisResult(nem, kinds, faults, healStart))
 	ops := rec.Ops()
-	checkCtx, cancelCheck := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-	defer cancelCheck()
-	for _, w := range wls {
-		results = append(results, w.Check(checkCtx, env, ops)...)
-	}
-	ops = rec.Ops() // the checks' own reads are recorded too
-	results = append(results, check.Throughput(ops, []check.Window{
+	// Throughput counts acknowledged writes only: a cluster that serves
+	// reads but takes no writes after healing did no real work.
+	results = append(results, check.Throughput(mutations(ops), []check.Window{
 		{Name: "before the first fault", Start: 0, End: faultStart},
 		{Name: "after healing", Start: healed, End: recoveryEnd},
 	}, sc.MinOpsPerSec))
-	results = append(results, endState(checkCtx, tb)...)
+	wctx, cancelW := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	for _, w := range wls {
+		results = append(results, w.Check(wctx, env, ops)...)
+	}
+	cancelW()
+	ops = rec.Ops() // the checks' own reads are recorded too
+	ectx, cancelE := context.WithTimeout(context.WithoutCancel(ctx), 4*time.Minute)
+	results = append(results, endState(ectx, tb)...)
+	cancelE()
+	results = append(results, noCrashes(tb))
 
-	faults := tl.Faults()
 	for _, f := range faults {
 		rep.Faults[f.Kind]++
 	}
@@ -199,7 +216,7 @@ func heal(ctx context.Context, tb *testbed) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, i := range tb.live {
+	for _, i := range tb.liveNodes() {
 		switch {
 		case tb.pc.Paused(i):
 			if err := tb.pc.Cont(i); err != nil {
@@ -218,9 +235,44 @@ func heal(ctx context.Context, tb *testbed) error {
 		errs = append(errs, fmt.Errorf("the cluster did not form again: %w", err))
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("healing: %v", errs)
+		return fmt.Errorf("healing: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// mutationKinds are the kinds of ops that change the server.
+var mutationKinds = []string{history.KindWrite, history.KindCAS, history.KindCreate, history.KindUpload, "edit"}
+
+// mutations returns the ops that change the server.
+func mutations(ops []history.Op) []history.Op {
+	return slices.DeleteFunc(slices.Clone(ops), func(o history.Op) bool { return !slices.Contains(mutationKinds, o.Kind) })
+}
+
+// nemesisResult fails a run whose nemesis left a fault unhealed, whose
+// member change did not complete, or that never injected one of its
+// fault kinds (a scenario that ran no faults proves nothing).
+func nemesisResult(n *nemesis, kinds []string, faults []history.Fault, healStart time.Duration) check.Result {
+	r := check.Result{Name: "nemesis", Valid: true}
+	r.Details = append(r.Details, n.failures...)
+	injected := map[string]int{}
+	for _, f := range faults {
+		injected[f.Kind]++
+		if f.End == 0 || f.End > healStart {
+			r.Details = append(r.Details, fmt.Sprintf("fault %d (%s: %s) not healed before the final heal", f.ID, f.Kind, f.Description))
+		}
+	}
+	var missing []string
+	for _, k := range kinds {
+		if injected[k] == 0 {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		r.Details = append(r.Details, fmt.Sprintf("never injected: %s (skipped attempts: %v)", strings.Join(missing, ", "), n.skipped))
+	}
+	r.Valid = len(r.Details) == 0
+	r.Summary = fmt.Sprintf("%d faults injected, every kind of %v at least once: %v; %d not healed or failed", len(faults), kinds, len(missing) == 0, len(n.failures))
+	return r
 }
 
 // clientSet builds and keeps one client per process: its primary gateway
@@ -244,7 +296,7 @@ func (c *clientSet) get(p int) (*client.Client, string) {
 	if c.byProc == nil {
 		c.byProc, c.nodeOf = map[int]*client.Client{}, map[int]string{}
 	}
-	live := c.tb.live
+	live := c.tb.liveNodes()
 	first := p % len(live)
 	var servers []string
 	for k := range live {
@@ -278,8 +330,15 @@ func writeResults(dir string, rec *history.Recorder, tl *history.Timeline, rep *
 	for _, k := range slices.Sorted(maps.Keys(rep.Skipped)) {
 		line += fmt.Sprintf("  skipped %s ×%d\n", k, rep.Skipped[k])
 	}
+	if len(rep.NotRun) > 0 {
+		line += fmt.Sprintf("  not run (no network namespaces): %s\n", strings.Join(rep.NotRun, ", "))
+	}
 	for _, r := range rep.Results {
 		line += "  " + r.String() + "\n"
+	}
+	line += "schedule (seconds since the start):\n"
+	for _, f := range tl.Faults() {
+		line += fmt.Sprintf("  %7.1f–%7.1f  %-18s %s\n", f.Start.Seconds(), f.End.Seconds(), f.Kind, f.Description)
 	}
 	return os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(line), 0o644)
 }

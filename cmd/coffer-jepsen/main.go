@@ -3,7 +3,7 @@
 //
 //	coffer-jepsen [-suite ci|full] [-scenario NAME,...] [-seed N] [-nodes 3|5]
 //	              [-net auto|netns|loopback] [-out DIR] [-binary PATH]
-//	              [-runs N] [-duration D] [-v]
+//	              [-runs N] [-duration D] [-timeout D] [-v]
 //
 // Each run makes a folder in -out with history.json, timeline.json,
 // register.html (porcupine's visualisation), report.json, summary.txt and
@@ -48,6 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	runs := fs.Int("runs", 1, "how many times to run the suite (soak)")
 	duration := fs.Duration("duration", 0, "keep running the suite until this much time has passed (soak; 0: -runs only)")
 	verbose := fs.Bool("v", false, "log every step")
+	limit := fs.Duration("timeout", 0, "fail if the runs (not the build) take longer than this (0: no limit)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -92,6 +93,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		*binary = abs
 	}
+	if *limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *limit)
+		defer cancel()
+	}
 	s := *seed
 	if s == 0 {
 		s = time.Now().UnixNano() % 1_000_000_000
@@ -129,6 +135,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stdout, "coffer-jepsen: %d runs, %d failed, %v\n", total, failed, time.Since(started).Round(time.Second))
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		fmt.Fprintf(stdout, "coffer-jepsen: FAILED: the runs took longer than -timeout %v\n", *limit)
+		return 1
+	}
 	if failed > 0 || total == 0 {
 		return 1
 	}

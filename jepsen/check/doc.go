@@ -10,9 +10,12 @@
 //   - Set: every acknowledged create is present at the end.
 //   - Bytes: every acknowledged upload downloads byte-identical (SHA-256).
 //   - Feed: a namespace's change feed is gap-free, ordered, free of
-//     duplicates, and agrees with the acknowledged commits.
+//     duplicates, read to its head, and agrees with the acknowledged
+//     commits (each at the seq its answer named).
 //   - Converged and Edits: synced trees are identical and no acknowledged
-//     edit is lost (it is at its path, in a conflicted copy, or in history).
+//     edit is lost (it is at its path, in a conflicted copy, or in history)
+//     or silently overwritten (its revision follows the one it was based
+//     on).
 //   - Replicas and BlockReplicas: replicas hold identical state; blocks
 //     have enough verified replicas.
 //   - Throughput: the run did real work in the windows given.

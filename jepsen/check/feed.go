@@ -34,14 +34,19 @@ type FeedLog struct {
 	// was acknowledged, so every ok commit should be in what it read (if
 	// From is 0).
 	ToEnd bool `json:"to_end"`
+	// Head is, for a ToEnd log, the feed's head as the last page read
+	// named it: the log must end exactly there.
+	Head uint64 `json:"head,omitempty"`
 }
 
 // FeedCommit is a commit the workload made in the namespace: the file and
-// revision it made (for an ok commit), the request ID it was sent with (if
-// known), and how it ended.
+// revision it made and the journal seq the server answered (for an ok
+// commit; 0: not known), the request ID it was sent with (if known), and
+// how it ended.
 type FeedCommit struct {
 	Path      string         `json:"path"`
 	Rev       uint64         `json:"rev,omitempty"`
+	Seq       uint64         `json:"seq,omitempty"`
 	RequestID string         `json:"request_id,omitempty"`
 	Status    history.Status `json:"status"`
 }
@@ -49,10 +54,11 @@ type FeedCommit struct {
 // Feed checks one namespace's change feed as several readers read it
 // against the commits made in it; see DESIGN.md for the exact rules. In
 // short: each reader's seqs run From+1, From+2, … with no gap, duplicate or
-// reordering; a file's revisions only grow along the feed; readers agree
-// on every seq they both read; every ok commit is in the feed (checked
-// when a reader read the whole feed, from 0 to the end); no failed commit
-// (known by its request ID) is.
+// reordering, and a reader that read to the end stopped exactly at the head
+// the feed named; a file's revisions only grow along the feed; readers
+// agree on every seq they both read; some reader read the whole feed (from
+// 0 to the end), and every ok commit is in it, at the seq its answer named;
+// no failed commit (known by its request ID) is.
 func Feed(logs []FeedLog, commits []FeedCommit) Result {
 	const name = "feed"
 	var p problems
@@ -60,10 +66,12 @@ func Feed(logs []FeedLog, commits []FeedCommit) Result {
 	unionBy := map[uint64]string{}   // seq → that reader
 	var lo, hi uint64
 	complete := false
+	var end uint64 // the highest head a whole-feed reader ended at
 	for _, l := range logs {
 		checkFeedLog(l, &p)
 		if l.ToEnd && l.From == 0 {
 			complete = true
+			end = max(end, l.Head)
 		}
 		for _, r := range l.Records {
 			if len(union) == 0 || r.Seq < lo {
@@ -96,17 +104,42 @@ func Feed(logs []FeedLog, commits []FeedCommit) Result {
 			byRequest[r.RequestID] = append(byRequest[r.RequestID], seq)
 		}
 	}
-	var okN, okSeen, okMissing, okUnchecked, failN, failSeen, failUnchecked, unkN, unkSeen int
+	if !complete {
+		p.add("no reader read the whole feed (from cursor 0 to the head): the ok commits could not be checked")
+	}
+	var okN, okSeen, okAtSeq, okMissing, okUnchecked, failN, failSeen, failUnchecked, unkN, unkSeen int
 	for _, c := range commits {
 		key := [2]string{c.Path, fmt.Sprint(c.Rev)}
 		switch c.Status {
 		case history.StatusOK:
 			okN++
 			ws := byChange[key]
+			if c.Seq != 0 {
+				if r, read := union[c.Seq]; read {
+					if recordHas(r, c) {
+						okAtSeq++
+					} else {
+						p.add("wrong seq: the ok commit of %q rev %d (request %q) was acknowledged at seq %d, but the feed's seq %d is %s",
+							c.Path, c.Rev, c.RequestID, c.Seq, c.Seq, describeRecord(r))
+					}
+				} else if complete && len(ws) > 0 {
+					at := make([]uint64, len(ws))
+					for i, w := range ws {
+						at[i] = w.seq
+					}
+					slices.Sort(at)
+					p.add("wrong seq: the ok commit of %q rev %d (request %q) was acknowledged at seq %d, beyond the whole feed's head %d, but the feed has it at seq %v",
+						c.Path, c.Rev, c.RequestID, c.Seq, end, at)
+				}
+			}
 			if len(ws) == 0 {
 				if complete {
 					okMissing++
-					p.add("missing: the ok commit of %q rev %d (request %q) is not in the feed", c.Path, c.Rev, c.RequestID)
+					at := ""
+					if c.Seq != 0 {
+						at = fmt.Sprintf(", acknowledged at seq %d", c.Seq)
+					}
+					p.add("missing: the ok commit of %q rev %d (request %q%s) is not in the feed", c.Path, c.Rev, c.RequestID, at)
 				} else {
 					okUnchecked++
 				}
@@ -138,8 +171,8 @@ func Feed(logs []FeedLog, commits []FeedCommit) Result {
 			p.add("malformed: the commit of %q rev %d (request %q) has status %q", c.Path, c.Rev, c.RequestID, c.Status)
 		}
 	}
-	summary := fmt.Sprintf("%d readers, %d records (seq %d..%d); %d ok commits: %d in the feed, %d missing",
-		len(logs), len(union), lo, hi, okN, okSeen, okMissing)
+	summary := fmt.Sprintf("%d readers, %d records (seq %d..%d); %d ok commits: %d in the feed (%d at the seq acknowledged), %d missing",
+		len(logs), len(union), lo, hi, okN, okSeen, okAtSeq, okMissing)
 	if okUnchecked > 0 {
 		summary += fmt.Sprintf(", %d not checkable (no reader read the whole feed)", okUnchecked)
 	}
@@ -152,7 +185,8 @@ func Feed(logs []FeedLog, commits []FeedCommit) Result {
 }
 
 // checkFeedLog checks one reader's records: seqs From+1, From+2, … with
-// no duplicate, reordering or gap, and each file's revisions growing.
+// no duplicate, reordering or gap, each file's revisions growing, and a
+// ToEnd log ending at its Head.
 func checkFeedLog(l FeedLog, p *problems) {
 	seen := map[uint64]int{} // seq → position first read
 	type at struct{ rev, seq uint64 }
@@ -202,6 +236,25 @@ func checkFeedLog(l FeedLog, p *problems) {
 		}
 		next = s + 1
 	}
+	// A reader that read to the end must have read up to the head the
+	// feed named then: a page that moves the cursor to the head without
+	// the records before it hides a missing tail.
+	switch {
+	case !l.ToEnd:
+	case top < l.Head:
+		p.add("reader %s: missing tail: read to the end up to seq %d, but the feed's head was %d (seq %d..%d never read)", l.Reader, top, l.Head, top+1, l.Head)
+	case top > l.Head:
+		p.add("reader %s: read up to seq %d, beyond the head %d the feed named at the end", l.Reader, top, l.Head)
+	}
+}
+
+// recordHas reports whether r is the record of commit c: it changes c's
+// path to c's revision, and (if both are known) has c's request ID.
+func recordHas(r FeedRecord, c FeedCommit) bool {
+	if c.RequestID != "" && r.RequestID != "" && c.RequestID != r.RequestID {
+		return false
+	}
+	return slices.ContainsFunc(r.Changes, func(ch FeedChange) bool { return ch.Path == c.Path && ch.Rev == c.Rev })
 }
 
 func sameRecord(a, b FeedRecord) bool {

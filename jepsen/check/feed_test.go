@@ -14,9 +14,14 @@ func rec(seq, node, rev uint64) FeedRecord {
 
 func recs(rs ...FeedRecord) []FeedRecord { return rs }
 
-// commitOf is the commit that rec(seq, node, rev) records.
+// commitOf is the commit that rec(seq, node, rev) records; an ok one
+// knows its seq from the commit's answer.
 func commitOf(seq, node, rev uint64, s history.Status) FeedCommit {
-	return FeedCommit{Path: fmt.Sprintf("/f%d", node), Rev: rev, RequestID: fmt.Sprintf("r%d", seq), Status: s}
+	c := FeedCommit{Path: fmt.Sprintf("/f%d", node), Rev: rev, RequestID: fmt.Sprintf("r%d", seq), Status: s}
+	if s == history.StatusOK {
+		c.Seq = seq
+	}
+	return c
 }
 
 func TestFeed(t *testing.T) {
@@ -30,16 +35,43 @@ func TestFeed(t *testing.T) {
 		valid   bool
 		want    []string
 	}{
-		{"complete and in order", []FeedLog{{Reader: "a", Records: good, ToEnd: true}}, goodCommits, true,
-			[]string{"1 readers, 4 records (seq 1..4); 3 ok commits: 3 in the feed, 0 missing; 1 failed commits: 0 in the feed; 2 unknown commits: 1 in the feed"}},
+		{"complete and in order", []FeedLog{{Reader: "a", Records: good, ToEnd: true, Head: 4}}, goodCommits, true,
+			[]string{"1 readers, 4 records (seq 1..4); 3 ok commits: 3 in the feed (3 at the seq acknowledged), 0 missing; 1 failed commits: 0 in the feed; 2 unknown commits: 1 in the feed"}},
 		{"several readers overlap and agree", []FeedLog{
 			{Reader: "a", Records: good[:3]},
-			{Reader: "b", From: 1, Records: good[1:], ToEnd: true},
-			{Reader: "c", Records: good, ToEnd: true},
+			{Reader: "b", From: 1, Records: good[1:], ToEnd: true, Head: 4},
+			{Reader: "c", Records: good, ToEnd: true, Head: 4},
 		}, goodCommits, true, []string{"3 readers"}},
-		{"a reader from a later cursor", []FeedLog{{Reader: "a", From: 2, Records: good[2:], ToEnd: true}}, nil, true, nil},
-		{"nothing read yet", []FeedLog{{Reader: "a"}}, []FeedCommit{commitOf(1, 1, 1, ok)}, true, []string{"1 not checkable (no reader read the whole feed)"}},
-		{"feed not read to the end: a missing commit is not checkable", []FeedLog{{Reader: "a", Records: good[:2]}}, goodCommits, true, []string{"1 not checkable"}},
+		{"a reader from a later cursor beside a whole one", []FeedLog{{Reader: "a", From: 2, Records: good[2:], ToEnd: true, Head: 4}, {Reader: "b", Records: good, ToEnd: true, Head: 4}}, nil, true, nil},
+		{"an empty feed read whole", []FeedLog{{Reader: "a", ToEnd: true}}, nil, true, nil},
+		{"a reader reset to the head reads on from there", []FeedLog{{Reader: "a", From: 4, ToEnd: true, Head: 4}, {Reader: "b", Records: good, ToEnd: true, Head: 4}}, nil, true, nil},
+		{"a commit without a known seq", []FeedLog{{Reader: "a", Records: good, ToEnd: true, Head: 4}}, []FeedCommit{{Path: "/f1", Rev: 2, RequestID: "r3", Status: ok}}, true,
+			[]string{"1 in the feed (0 at the seq acknowledged)"}},
+
+		// No log from 0 to the end: the ok commits went unchecked.
+		{"nothing read yet", []FeedLog{{Reader: "a"}}, []FeedCommit{commitOf(1, 1, 1, ok)}, false,
+			[]string{"1 not checkable (no reader read the whole feed)", "no reader read the whole feed (from cursor 0 to the head)"}},
+		{"feed not read to the end", []FeedLog{{Reader: "a", Records: good[:2]}}, goodCommits, false, []string{"1 not checkable", "no reader read the whole feed"}},
+		{"only from a later cursor", []FeedLog{{Reader: "a", From: 2, Records: good[2:], ToEnd: true, Head: 4}}, nil, false, []string{"no reader read the whole feed"}},
+		{"no logs", nil, nil, false, []string{"no reader read the whole feed"}},
+
+		// A last empty page that moved the cursor to the head without the
+		// records before it: the tail is missing.
+		{"missing tail", []FeedLog{{Reader: "a", Records: good[:3], ToEnd: true, Head: 4}}, nil, false,
+			[]string{"reader a: missing tail: read to the end up to seq 3, but the feed's head was 4 (seq 4..4 never read)"}},
+		{"missing tail after a reset", []FeedLog{{Reader: "a", From: 2, ToEnd: true, Head: 4}, {Reader: "b", Records: good, ToEnd: true, Head: 4}}, nil, false,
+			[]string{"reader a: missing tail: read to the end up to seq 2, but the feed's head was 4"}},
+		{"read beyond the head", []FeedLog{{Reader: "a", Records: good, ToEnd: true, Head: 3}}, nil, false, []string{"reader a: read up to seq 4, beyond the head 3"}},
+
+		// The seq a commit's answer named holds another commit.
+		{"acknowledged at another seq", []FeedLog{{Reader: "a", Records: good, ToEnd: true, Head: 4}}, []FeedCommit{{Path: "/f1", Rev: 2, RequestID: "r3", Seq: 2, Status: ok}}, false,
+			[]string{`wrong seq: the ok commit of "/f1" rev 2 (request "r3") was acknowledged at seq 2, but the feed's seq 2 is {request "r2"`}},
+		{"acknowledged at a seq whose record has another request", []FeedLog{{Reader: "a", Records: good, ToEnd: true, Head: 4}}, []FeedCommit{{Path: "/f1", Rev: 2, RequestID: "x", Seq: 3, Status: ok}}, false,
+			[]string{`wrong seq: the ok commit of "/f1" rev 2 (request "x") was acknowledged at seq 3`}},
+		{"acknowledged beyond the head", []FeedLog{{Reader: "a", Records: good, ToEnd: true, Head: 4}}, []FeedCommit{{Path: "/f1", Rev: 3, RequestID: "r4", Seq: 9, Status: ok}}, false,
+			[]string{"acknowledged at seq 9, beyond the whole feed's head 4, but the feed has it at seq [4]"}},
+		{"acknowledged, not in the feed", []FeedLog{{Reader: "a", Records: good, ToEnd: true, Head: 4}}, []FeedCommit{{Path: "/f9", Rev: 1, RequestID: "r9", Seq: 9, Status: ok}}, false,
+			[]string{`missing: the ok commit of "/f9" rev 1 (request "r9", acknowledged at seq 9) is not in the feed`}},
 
 		{"gap", []FeedLog{{Reader: "a", Records: recs(rec(1, 1, 1), rec(2, 2, 1), rec(5, 1, 2))}}, nil, false, []string{"reader a: gap: seq 3..4 missing"}},
 		{"gap after the cursor", []FeedLog{{Reader: "a", From: 3, Records: recs(rec(5, 1, 1))}}, nil, false, []string{"gap: seq 4 missing"}},
@@ -47,7 +79,7 @@ func TestFeed(t *testing.T) {
 		{"duplicate", []FeedLog{{Reader: "a", Records: recs(rec(1, 1, 1), rec(2, 2, 1), rec(2, 2, 1), rec(3, 1, 2))}}, nil, false, []string{"duplicate: seq 2 read again at position 2 (first at 1)"}},
 		{"reordered", []FeedLog{{Reader: "a", Records: recs(rec(1, 1, 1), rec(3, 2, 1), rec(2, 3, 1))}}, nil, false, []string{"reordered: seq 2 read after seq 3"}},
 		{"a file's revision goes back", []FeedLog{{Reader: "a", Records: recs(rec(1, 1, 2), rec(2, 1, 1))}}, nil, false, []string{"node 1 (\"/f1\") has rev 1 at seq 2 after rev 2 at seq 1"}},
-		{"missing ok commit", []FeedLog{{Reader: "a", Records: good[:3], ToEnd: true}}, goodCommits, false, []string{`missing: the ok commit of "/f1" rev 3 (request "r4")`}},
+		{"missing ok commit", []FeedLog{{Reader: "a", Records: good[:3], ToEnd: true, Head: 3}}, goodCommits, false, []string{`missing: the ok commit of "/f1" rev 3 (request "r4", acknowledged at seq 4) is not in the feed`}},
 		{"failed commit visible", []FeedLog{{Reader: "a", Records: good}}, []FeedCommit{commitOf(3, 1, 0, fail)}, false, []string{`failed commit visible: request "r3"`}},
 		{"revision acknowledged to another request", []FeedLog{{Reader: "a", Records: good}}, []FeedCommit{{Path: "/f1", Rev: 2, RequestID: "other", Status: ok}}, false,
 			[]string{`"/f1" rev 2 was acknowledged to request "other", but the feed's seq 3 is request "r3"`}},

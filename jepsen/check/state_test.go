@@ -34,33 +34,80 @@ func TestConverged(t *testing.T) {
 	}
 }
 
+// revs is a file's history: rev 1 holds the first hash, rev 2 the second,
+// …; "-" is a deletion.
+func revs(hashes ...string) []FileRev {
+	out := make([]FileRev, len(hashes))
+	for i, h := range hashes {
+		out[i] = FileRev{Rev: uint64(i + 1), SHA256: h, Deleted: h == "-"}
+	}
+	return out
+}
+
+// ed is an acknowledged edit of dev writing sha to p, based on prev.
+func ed(dev, p, sha, prev string) Edit { return Edit{Device: dev, Path: p, SHA256: sha, Prev: prev} }
+
 func TestEdits(t *testing.T) {
 	cc := "notes (conflicted copy pc2 2030-01-02 150405).txt"
+	hD := strings.Repeat("d", 64)
 	tests := []struct {
 		name    string
 		edits   []Edit
 		trees   map[string]tree
-		history map[string][]string
+		history map[string][]FileRev
 		valid   bool
 		want    []string
 	}{
-		{"at its path", []Edit{{"pc1", "d/notes.txt", hA}}, map[string]tree{"pc1": {"d/notes.txt": hA}, "server": {"d/notes.txt": hA}}, nil, true, []string{"1 at their path"}},
-		{"as a conflicted copy", []Edit{{"pc2", "d/notes.txt", hB}}, map[string]tree{"pc1": {"d/notes.txt": hA, "d/" + cc: hB}}, nil, true, []string{"1 as conflicted copies"}},
-		{"numbered conflicted copy", []Edit{{"pc2", "notes.txt", hB}}, map[string]tree{"s": {"notes (conflicted copy my host 2030-01-02 150405 2).txt": hB}}, nil, true, nil},
-		{"copy of a copy", []Edit{{"pc2", "notes.txt", hB}}, map[string]tree{"s": {"notes (conflicted copy a 2030-01-02 150405) (conflicted copy b 2030-01-02 150406).txt": hB}}, nil, true, nil},
-		{"dotfile copy", []Edit{{"pc2", ".bashrc", hB}}, map[string]tree{"s": {".bashrc (conflicted copy a 2030-01-02 150405)": hB}}, nil, true, nil},
-		{"no extension", []Edit{{"pc2", "Makefile", hB}}, map[string]tree{"s": {"Makefile (conflicted copy a 2030-01-02 150405)": hB}}, nil, true, nil},
-		{"superseded, in history", []Edit{{"pc1", "notes.txt", strings.ToUpper(hA)}}, map[string]tree{"s": {"notes.txt": hB}}, map[string][]string{"notes.txt": {hA, hB}}, true, []string{"1 only in history"}},
-		{"copy superseded, in its history", []Edit{{"pc2", "notes.txt", hB}}, map[string]tree{"s": {cc: hC}}, map[string][]string{cc: {hB, hC}}, true, nil},
+		{"at its path", []Edit{ed("pc1", "d/notes.txt", hA, "")}, map[string]tree{"pc1": {"d/notes.txt": hA}, "server": {"d/notes.txt": hA}}, nil, true, []string{"1 at their path"}},
+		{"as a conflicted copy", []Edit{ed("pc2", "d/notes.txt", hB, "")}, map[string]tree{"pc1": {"d/notes.txt": hA, "d/" + cc: hB}}, nil, true, []string{"1 as conflicted copies"}},
+		{"numbered conflicted copy", []Edit{ed("pc2", "notes.txt", hB, "")}, map[string]tree{"s": {"notes (conflicted copy my host 2030-01-02 150405 2).txt": hB}}, nil, true, nil},
+		{"copy of a copy", []Edit{ed("pc2", "notes.txt", hB, "")}, map[string]tree{"s": {"notes (conflicted copy a 2030-01-02 150405) (conflicted copy b 2030-01-02 150406).txt": hB}}, nil, true, nil},
+		{"dotfile copy", []Edit{ed("pc2", ".bashrc", hB, "")}, map[string]tree{"s": {".bashrc (conflicted copy a 2030-01-02 150405)": hB}}, nil, true, nil},
+		{"no extension", []Edit{ed("pc2", "Makefile", hB, "")}, map[string]tree{"s": {"Makefile (conflicted copy a 2030-01-02 150405)": hB}}, nil, true, nil},
+		{"superseded, in history", []Edit{ed("pc1", "notes.txt", strings.ToUpper(hA), "")}, map[string]tree{"s": {"notes.txt": hB}}, map[string][]FileRev{"notes.txt": revs(hA, hB)}, true,
+			[]string{"1 only in history", "1 in their path's history: 1 directly after the revision they were based on, 0 silent overwrites"}},
+		{"copy superseded, in its history", []Edit{ed("pc2", "notes.txt", hB, "")}, map[string]tree{"s": {cc: hC}}, map[string][]FileRev{cc: revs(hB, hC)}, true, nil},
 		{"no edits", nil, map[string]tree{"s": {}}, nil, true, nil},
+		{"deleted revisions hold no content", []Edit{ed("pc1", "notes.txt", hA, "")}, map[string]tree{"s": {}}, map[string][]FileRev{"notes.txt": {{Rev: 1, SHA256: hA, Deleted: true}}}, false, []string{"lost edit"}},
 
-		{"lost edit", []Edit{{"pc1", "notes.txt", hA}}, map[string]tree{"s": {"notes.txt": hB}}, map[string][]string{"notes.txt": {hB}}, false,
+		{"lost edit", []Edit{ed("pc1", "notes.txt", hA, "")}, map[string]tree{"s": {"notes.txt": hB}}, map[string][]FileRev{"notes.txt": revs(hB)}, false,
 			[]string{"lost edit: pc1 wrote " + hA + ` to "notes.txt"; in s it is`}},
-		{"lost in one tree only", []Edit{{"pc1", "notes.txt", hA}}, map[string]tree{"pc1": {"notes.txt": hA}, "pc2": {"notes.txt": hB}}, nil, false, []string{"in pc2 it is"}},
-		{"copy in another folder does not count", []Edit{{"pc2", "d/notes.txt", hB}}, map[string]tree{"s": {cc: hB}}, nil, false, []string{"lost edit"}},
-		{"a name that only looks like a copy", []Edit{{"pc2", "notes.txt", hB}}, map[string]tree{"s": {"notes (conflicted copy).txt": hB, "notes2.txt": hB}}, nil, false, nil},
-		{"another file's history does not count", []Edit{{"pc2", "notes.txt", hB}}, map[string]tree{"s": {}}, map[string][]string{"other.txt": {hB}}, false, nil},
-		{"no trees", []Edit{{"pc1", "a", hA}}, nil, nil, false, []string{"no trees given"}},
+		{"lost in one tree only", []Edit{ed("pc1", "notes.txt", hA, "")}, map[string]tree{"pc1": {"notes.txt": hA}, "pc2": {"notes.txt": hB}}, nil, false, []string{"in pc2 it is"}},
+		{"copy in another folder does not count", []Edit{ed("pc2", "d/notes.txt", hB, "")}, map[string]tree{"s": {cc: hB}}, nil, false, []string{"lost edit"}},
+		{"a name that only looks like a copy", []Edit{ed("pc2", "notes.txt", hB, "")}, map[string]tree{"s": {"notes (conflicted copy).txt": hB, "notes2.txt": hB}}, nil, false, nil},
+		{"another file's history does not count", []Edit{ed("pc2", "notes.txt", hB, "")}, map[string]tree{"s": {}}, map[string][]FileRev{"other.txt": revs(hB)}, false, nil},
+		{"no trees", []Edit{ed("pc1", "a", hA, "")}, nil, nil, false, []string{"no trees given"}},
+
+		// The order of an edit's revision and the one it was based on.
+		{"each edit follows the one it saw", []Edit{ed("pc1", "n.txt", hA, ""), ed("pc2", "n.txt", hB, hA), ed("pc1", "n.txt", hC, strings.ToUpper(hB))},
+			map[string]tree{"s": {"n.txt": hC}}, map[string][]FileRev{"n.txt": revs(hA, hB, hC)}, true,
+			[]string{"3 in their path's history: 3 directly after the revision they were based on, 0 silent overwrites"}},
+		{"the other device's edit diverted to a conflicted copy", []Edit{ed("pc1", "notes.txt", hB, hA), ed("pc2", "notes.txt", hC, hA)},
+			map[string]tree{"s": {"notes.txt": hB, cc: hC}}, map[string][]FileRev{"notes.txt": revs(hA, hB), cc: revs(hC)}, true,
+			[]string{"1 as conflicted copies", "1 in their path's history: 1 directly after"}},
+		{"a new file after a deletion", []Edit{ed("pc1", "n.txt", hB, "")}, map[string]tree{"s": {"n.txt": hB}}, map[string][]FileRev{"n.txt": revs(hA, "-", hB)}, true, nil},
+		{"a change of metadata keeps the content", []Edit{ed("pc1", "n.txt", hB, hA)}, map[string]tree{"s": {"n.txt": hB}}, map[string][]FileRev{"n.txt": revs(hA, hB, hB)}, true, nil},
+		{"history in any order", []Edit{ed("pc2", "n.txt", hB, hA)}, map[string]tree{"s": {"n.txt": hB}}, map[string][]FileRev{"n.txt": {{Rev: 2, SHA256: hB}, {Rev: 1, SHA256: hA}}}, true, nil},
+
+		// A planted silent overwrite: pc2 wrote hC based on hA, over pc1's
+		// hB, which it never saw. Every edit is still somewhere, so the
+		// lost-edit rule alone passes it.
+		{"silent overwrite", []Edit{ed("pc1", "notes.txt", hB, hA), ed("pc2", "notes.txt", hC, hA)},
+			map[string]tree{"pc1": {"notes.txt": hC}, "pc2": {"notes.txt": hC}, "server": {"notes.txt": hC}}, map[string][]FileRev{"notes.txt": revs(hA, hB, hC)}, false,
+			[]string{"0 lost", "1 silent overwrites", "silent overwrite: pc2 wrote " + hC + ` to "notes.txt" at rev 3 based on ` + hA + ", but rev 2 before it holds " + hB}},
+		{"a new file written over an existing one", []Edit{ed("pc2", "n.txt", hB, "")}, map[string]tree{"s": {"n.txt": hB}}, map[string][]FileRev{"n.txt": revs(hA, hB)}, false,
+			[]string{`at rev 2 based on no file, but rev 1 before it holds ` + hA}},
+		{"based on content the file never had before", []Edit{ed("pc2", "n.txt", hB, hA)}, map[string]tree{"s": {"n.txt": hB}}, map[string][]FileRev{"n.txt": revs(hB)}, false,
+			[]string{"it is the file's first revision"}},
+		{"based on content, written after a deletion", []Edit{ed("pc2", "n.txt", hB, hA)}, map[string]tree{"s": {"n.txt": hB}}, map[string][]FileRev{"n.txt": revs(hA, "-", hB)}, false,
+			[]string{"rev 2 before it holds a deletion"}},
+		{"written again over a later edit", []Edit{ed("pc1", "n.txt", hB, hA), ed("pc2", "n.txt", hC, hB)},
+			map[string]tree{"s": {"n.txt": hB}}, map[string][]FileRev{"n.txt": revs(hA, hB, hC, hB)}, false,
+			[]string{"pc1's edit " + hB + ` of "n.txt" (first at rev 2) was written again at rev 4 over ` + hC + " at rev 3"}},
+		{"the revision before is not kept", []Edit{ed("pc1", "n.txt", hD, hC)}, map[string]tree{"s": {"n.txt": hD}}, map[string][]FileRev{"n.txt": {{Rev: 7, SHA256: hD}}}, false,
+			[]string{"1 not verifiable", "rev 6 is not in the server's history"}},
+		{"a revision listed twice", nil, map[string]tree{"s": {}}, map[string][]FileRev{"n.txt": {{Rev: 1, SHA256: hA}, {Rev: 1, SHA256: hB}}}, false,
+			[]string{`malformed history of "n.txt": rev 1 listed twice`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,7 +253,8 @@ func TestOddInputNeverPanics(t *testing.T) {
 	_ = Bytes(odd, map[string]string{"": ""})
 	_ = Feed([]FeedLog{{Records: []FeedRecord{{}, {}, {Seq: 1<<64 - 1}}}, {From: 1<<64 - 1}}, []FeedCommit{{}, {Status: fail}})
 	_ = Converged(map[string]map[string]string{"a": nil, "b": {"": ""}})
-	_ = Edits([]Edit{{}, {Path: "(("}}, map[string]map[string]string{"a": nil}, map[string][]string{"": nil})
+	_ = Edits([]Edit{{}, {Path: "((", SHA256: "x"}, {Path: "z", Prev: "y"}}, map[string]map[string]string{"a": nil},
+		map[string][]FileRev{"": nil, "((": {{Rev: 0, SHA256: "x"}, {Rev: 1<<64 - 1, SHA256: "x"}}, "z": {{Rev: 1<<64 - 1}}})
 	_ = Replicas(map[string]map[string]string{"": nil})
 	_ = BlockReplicas(map[string]int{"": -1}, 1)
 	_ = Throughput(odd, []Window{{End: 1}}, 0)

@@ -9,10 +9,11 @@
 // acknowledged file byte-identical at the end), "feed" (change-feed
 // readers, the feed gap-free and agreeing with every workload's commits)
 // and "sync" (two sync devices editing one folder, converged at the end
-// with no acknowledged edit lost). See DESIGN.md for their operations,
-// checks and what counts as acknowledged.
+// with no acknowledged edit lost or silently overwritten). See DESIGN.md
+// for their operations, checks and what counts as acknowledged.
 //
-// An operation's outcome is decided by [Classify]: a mutation that the
-// server refused is failed, any other error of a mutation unknown (it may
-// have taken effect), a read that erred failed.
+// An operation's outcome is decided by [Classify]: a write that the server
+// refused is failed, a compare-and-set only when its precondition failed,
+// any other error of a mutation unknown (it may have taken effect), a read
+// that erred failed.
 package workload

@@ -86,7 +86,7 @@ func (w *feedWorkload) Run(ctx context.Context, env *Env) error {
 		backoff := 100 * time.Millisecond
 		for ctx.Err() == nil {
 			cursor := r.cursor
-			st, out, err := w.op(ctx, env, proc, node, history.KindFeed, "changes", FeedInput{Cursor: cursor}, false,
+			st, out, err := w.op(ctx, env, proc, node, history.KindFeed, "changes", FeedInput{Cursor: cursor}, Read,
 				w.cfg.OpTimeout+w.cfg.FeedWait, func(ctx context.Context) (any, error) {
 					p, err := cl.Changes(ctx, cursor, 0, w.cfg.FeedWait)
 					if err != nil {
@@ -112,7 +112,8 @@ func (w *feedWorkload) Run(ctx context.Context, env *Env) error {
 }
 
 // toEnd reads r's feed from its cursor to the head, retrying while the
-// cluster settles, and marks its last log ToEnd.
+// cluster settles, and marks its last log ToEnd with the head the last
+// page named (the checker requires the log to end there).
 func (w *feedWorkload) toEnd(ctx context.Context, cl *client.Client, r *feedReader) error {
 	for {
 		var page *client.ChangePage
@@ -130,7 +131,8 @@ func (w *feedWorkload) toEnd(ctx context.Context, cl *client.Client, r *feedRead
 		}
 		r.add(feedOutput(page))
 		if !page.More && page.Cursor >= page.Head {
-			r.logs[len(r.logs)-1].ToEnd = true
+			l := &r.logs[len(r.logs)-1]
+			l.ToEnd, l.Head = true, page.Head
 			return nil
 		}
 	}
@@ -255,7 +257,8 @@ func (w *feedWorkload) explainReset(ctx context.Context, cl *client.Client, rs f
 }
 
 // feedCommits are the commits of every workload in ops (write, cas,
-// create, upload): the path, the revision of an ok one, the request ID.
+// create, upload): the path, the revision and journal seq of an ok one
+// (from its CommitOutput), the request ID.
 func feedCommits(ops []history.Op) []check.FeedCommit {
 	var out []check.FeedCommit
 	for _, o := range ops {
@@ -268,7 +271,7 @@ func feedCommits(ops []history.Op) []check.FeedCommit {
 		if o.Status == history.StatusOK {
 			var out CommitOutput
 			if err := o.DecodeOutput(&out); err == nil {
-				c.Rev = out.Rev
+				c.Rev, c.Seq = out.Rev, out.Seq
 			}
 		}
 		out = append(out, c)

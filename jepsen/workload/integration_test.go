@@ -1,9 +1,14 @@
 package workload
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -188,6 +193,49 @@ func TestWorkloads(t *testing.T) {
 		ws, ops := runWorkloads(t, env, runFor, Config{Pace: 200 * time.Millisecond}, "sync")
 		requireOK(t, ops, "sync", KindEdit, 4)
 		checkAll(t, env, ws[0], ops)
+	})
+	t.Run("sync edit silently overwritten", func(t *testing.T) {
+		// Plant a silent overwrite on the server: another writer puts X
+		// over an acknowledged edit's revision, and then the edit's
+		// content is written again over X without seeing it. Every edit is
+		// still somewhere, so only the order rule can see it.
+		env := testEnv(t, c, "overwrite")
+		ws, ops := runWorkloads(t, env, 2*time.Second, Config{Pace: 200 * time.Millisecond}, "sync")
+		sw := ws[0].(*syncWorkload)
+		requireOK(t, ops, "sync", KindEdit, 1)
+		var victim string
+		var content []byte
+		for _, e := range sw.acked {
+			data, err := os.ReadFile(filepath.Join(deviceDir(env, 0), filepath.FromSlash(e.Path)))
+			if sum := sha256.Sum256(data); err == nil && hex.EncodeToString(sum[:]) == e.SHA256 {
+				victim, content = e.Path, data
+				break
+			}
+		}
+		if victim == "" {
+			t.Fatal("no acknowledged edit is on device A as it was written")
+		}
+		ctx := context.Background()
+		remote := sw.folder() + "/" + victim
+		for _, data := range [][]byte{[]byte("X: written by someone else"), content} {
+			if _, err := env.Final.Upload(ctx, bytes.NewReader(data), remote, client.UploadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res := ws[0].Check(ctx, env, ops)
+		var edits *check.Result
+		for i := range res {
+			if res[i].Name == "edits" {
+				edits = &res[i]
+			}
+		}
+		if edits == nil || edits.Valid {
+			t.Fatalf("the edits check missed a silent overwrite: %v", res)
+		}
+		t.Logf("%s\n%s", edits, strings.Join(edits.Details, "\n"))
+		if all := strings.Join(edits.Details, "\n"); !strings.Contains(all, "silent overwrite") || !strings.Contains(all, fmt.Sprintf("of %q", victim)) {
+			t.Errorf("details %q, want a silent overwrite of %s", edits.Details, victim)
+		}
 	})
 	t.Run("set loses a file", func(t *testing.T) {
 		env := testEnv(t, c, "lossy")

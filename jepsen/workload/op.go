@@ -45,11 +45,14 @@ type (
 		NodeID uint64 `json:"node_id,omitempty"`
 	}
 	// EditInput is the input of a sync device's edit (kind "edit"): the
-	// device, the path in the synced folder, and the content written.
+	// device, the path in the synced folder, the content written, and the
+	// content the file held on the device just before (Prev; "" if there
+	// was no file).
 	EditInput struct {
 		Device string `json:"device"`
 		Path   string `json:"path"`
 		SHA256 string `json:"sha256"`
+		Prev   string `json:"prev,omitempty"`
 		Size   int    `json:"size"`
 	}
 	// FeedInput is the input of a change-feed read (KindFeed).
@@ -101,10 +104,11 @@ func (b *base) rng(env *Env, proc int) *mrand.Rand {
 	return mrand.New(mrand.NewPCG(uint64(env.Seed), uint64(proc)))
 }
 
-// op runs one operation of process proc and records it in env.Rec: fn gets
-// a context bounded by timeout and returns the op's output. The outcome is
-// recorded as Classify says and returned with fn's error.
-func (b *base) op(ctx context.Context, env *Env, proc int, node, kind, key string, input any, mutation bool,
+// op runs one operation of process proc with effect e and records it in
+// env.Rec: fn gets a context bounded by timeout and returns the op's
+// output. The outcome is recorded as Classify says and returned with fn's
+// error.
+func (b *base) op(ctx context.Context, env *Env, proc int, node, kind, key string, input any, e Effect,
 	timeout time.Duration, fn func(ctx context.Context) (any, error)) (history.Status, any, error) {
 	p := env.Rec.Invoke(proc, b.name, kind, key, input)
 	if node != "" {
@@ -113,7 +117,7 @@ func (b *base) op(ctx context.Context, env *Env, proc int, node, kind, key strin
 	octx, cancel := context.WithTimeout(ctx, timeout)
 	out, err := fn(octx)
 	cancel()
-	st := Classify(ctx, mutation, err)
+	st := Classify(ctx, e, err)
 	complete(p, st, out, err)
 	if errors.Is(err, client.ErrHashMismatch) {
 		// A failed read to the checkers, but corrupt bytes are news.

@@ -24,7 +24,7 @@ func (w *setWorkload) Run(ctx context.Context, env *Env) error {
 			name := fmt.Sprintf("p%d-%d", proc, n)
 			key := w.folder() + "/" + name
 			rk := requestKey(w.name, proc, n)
-			w.op(ctx, env, proc, node, history.KindCreate, key, CreateInput{RequestID: rk}, true, w.cfg.OpTimeout,
+			w.op(ctx, env, proc, node, history.KindCreate, key, CreateInput{RequestID: rk}, Write, w.cfg.OpTimeout,
 				func(ctx context.Context) (any, error) {
 					res, err := cl.Upload(ctx, strings.NewReader(name), key, client.UploadOptions{IfNoneMatch: true, IdempotencyKey: rk})
 					if err != nil {

@@ -133,18 +133,28 @@ func (w *syncWorkload) choose(rng *mrand.Rand, pending map[string]*pendingEdit, 
 }
 
 // edit writes new unique content to rel and records the edit (pending
-// until a Sync acknowledges it). The content's size differs from the
-// file's, so that the engine sees the change even within one mtime tick.
+// until a Sync acknowledges it) with the content the file held before,
+// which the edit is based on. The content (device and n in its first
+// line) is never written twice, and its size differs from the file's, so
+// that the engine sees the change even within one mtime tick.
 func (w *syncWorkload) edit(env *Env, proc int, node, dir string, i, n int, rel string, rng *mrand.Rand) *pendingEdit {
 	content := []byte(fmt.Sprintf("device %s edit %d seed %d\n%s", deviceNames[i], n, env.Seed, strings.Repeat("x", rng.IntN(4096))))
 	full := filepath.Join(dir, filepath.FromSlash(rel))
 	if fi, err := os.Stat(full); err == nil && fi.Size() == int64(len(content)) {
 		content = append(content, '\n')
 	}
+	prev, err := hashFile(full)
+	if errors.Is(err, fs.ErrNotExist) {
+		prev, err = "", nil
+	}
 	sum := sha256.Sum256(content)
-	e := check.Edit{Device: deviceNames[i], Path: rel, SHA256: hex.EncodeToString(sum[:])}
-	p := env.Rec.Invoke(proc, w.name, KindEdit, w.folder()+"/"+rel, EditInput{Device: e.Device, Path: rel, SHA256: e.SHA256, Size: len(content)})
+	e := check.Edit{Device: deviceNames[i], Path: rel, SHA256: hex.EncodeToString(sum[:]), Prev: prev}
+	p := env.Rec.Invoke(proc, w.name, KindEdit, w.folder()+"/"+rel, EditInput{Device: e.Device, Path: rel, SHA256: e.SHA256, Prev: prev, Size: len(content)})
 	p.SetNode(node)
+	if err != nil {
+		p.Fail(fmt.Errorf("reading the file before the edit: %w", err))
+		return nil
+	}
 	if err := os.WriteFile(full, content, 0o644); err != nil {
 		p.Fail(err)
 		return nil
@@ -172,12 +182,12 @@ func (w *syncWorkload) Check(ctx context.Context, env *Env, _ []history.Op) []ch
 		engines = append(engines, eng)
 	}
 	settled, passes, lastErr := w.quiesce(cctx, engines)
-	settle := check.Result{Name: "sync-settled", Valid: settled,
+	settledRes := check.Result{Name: "sync-settled", Valid: settled,
 		Summary: fmt.Sprintf("both devices had nothing to do after %d passes", passes)}
 	if !settled {
-		settle.Summary = fmt.Sprintf("the devices did not settle within %v (%d passes)", w.cfg.CheckTimeout, passes)
+		settledRes.Summary = fmt.Sprintf("the devices did not settle within %v (%d passes)", w.cfg.CheckTimeout, passes)
 		if lastErr != nil {
-			settle.Details = []string{"last error: " + lastErr.Error()}
+			settledRes.Details = []string{"last error: " + lastErr.Error()}
 		}
 	}
 
@@ -185,13 +195,13 @@ func (w *syncWorkload) Check(ctx context.Context, env *Env, _ []history.Op) []ch
 	for i := range deviceNames {
 		t, err := localTree(deviceDir(env, i))
 		if err != nil {
-			return []check.Result{settle, invalid("converged", "could not read device "+deviceNames[i]+"'s folder", err.Error())}
+			return []check.Result{settledRes, invalid("converged", "could not read device "+deviceNames[i]+"'s folder", err.Error())}
 		}
 		trees["device "+deviceNames[i]] = t
 	}
 	server, err := w.serverTree(cctx, env.Final)
 	if err != nil {
-		return []check.Result{settle, invalid("converged", "could not list "+w.folder(), err.Error())}
+		return []check.Result{settledRes, invalid("converged", "could not list "+w.folder(), err.Error())}
 	}
 	trees["server"] = server
 
@@ -207,9 +217,9 @@ func (w *syncWorkload) Check(ctx context.Context, env *Env, _ []history.Op) []ch
 	}
 	hist, err := w.serverHistory(cctx, env.Final, paths)
 	if err != nil {
-		return []check.Result{settle, check.Converged(trees), invalid("edits", "could not read the server's history", err.Error())}
+		return []check.Result{settledRes, check.Converged(trees), invalid("edits", "could not read the server's history", err.Error())}
 	}
-	return []check.Result{settle, check.Converged(trees), check.Edits(acked, trees, hist)}
+	return []check.Result{settledRes, check.Converged(trees), check.Edits(acked, trees, hist)}
 }
 
 // quiesce syncs the devices in turn until one pass in which both finished
@@ -309,10 +319,11 @@ func (w *syncWorkload) serverTree(ctx context.Context, cl *client.Client) (map[s
 	return tree, err
 }
 
-// serverHistory reads the content hashes of every revision the server
-// keeps of each path (relative to the folder).
-func (w *syncWorkload) serverHistory(ctx context.Context, cl *client.Client, paths map[string]bool) (map[string][]string, error) {
-	hist := map[string][]string{}
+// serverHistory reads every revision the server keeps of each path
+// (relative to the folder): its number, content hash, and whether it is a
+// deletion. Revisions of a folder are left out.
+func (w *syncWorkload) serverHistory(ctx context.Context, cl *client.Client, paths map[string]bool) (map[string][]check.FileRev, error) {
+	hist := map[string][]check.FileRev{}
 	for p := range paths {
 		err := settle(ctx, w.cfg.OpTimeout, func(actx context.Context) error {
 			revs, err := cl.History(actx, w.folder()+"/"+p, 10000)
@@ -324,8 +335,8 @@ func (w *syncWorkload) serverHistory(ctx context.Context, cl *client.Client, pat
 			}
 			hist[p] = nil
 			for _, r := range revs {
-				if !r.Dir && !r.Deleted {
-					hist[p] = append(hist[p], r.Hash)
+				if !r.Dir {
+					hist[p] = append(hist[p], check.FileRev{Rev: r.Rev, SHA256: r.Hash, Deleted: r.Deleted})
 				}
 			}
 			return nil

@@ -25,41 +25,62 @@ func TestClassify(t *testing.T) {
 	}
 	connErr := fmt.Errorf("%w: the outcome is unknown: %w", client.ErrUnavailable,
 		&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET})
+	caseConflict := answer(409, "case_conflict")
 	tests := []struct {
-		name     string
-		run      context.Context
-		mutation bool
-		err      error
-		want     history.Status
+		name   string
+		run    context.Context
+		effect Effect
+		err    error
+		want   history.Status
 	}{
-		{"mutation ok", live, true, nil, history.StatusOK},
-		{"read ok", live, false, nil, history.StatusOK},
-		{"conflict", live, true, answer(409, "conflict"), history.StatusFail},
-		{"precondition sentinel", live, true, client.ErrConflict, history.StatusFail},
-		{"exists", live, true, answer(409, "exists"), history.StatusFail},
-		{"case conflict", live, true, answer(409, "case_conflict"), history.StatusFail},
-		{"invalid argument", live, true, answer(400, "invalid_argument"), history.StatusFail},
-		{"not found", live, true, answer(404, "not_found"), history.StatusFail},
-		{"forbidden", live, true, answer(403, "forbidden"), history.StatusFail},
-		{"unavailable answer", live, true, answer(503, "unavailable"), history.StatusUnknown},
-		{"no server answered", live, true, fmt.Errorf("%w: no server answered", client.ErrUnavailable), history.StatusUnknown},
-		{"connection reset", live, true, connErr, history.StatusUnknown},
-		{"op deadline", live, true, fmt.Errorf("POST /v1/commit: %w", context.DeadlineExceeded), history.StatusUnknown},
-		{"5xx", live, true, answer(500, "internal"), history.StatusUnknown},
-		{"hash mismatch", live, true, client.ErrHashMismatch, history.StatusUnknown},
-		{"session ended", live, true, client.ErrSessionEnded, history.StatusUnknown},
-		{"other error", live, true, errors.New("boom"), history.StatusUnknown},
-		{"run ended mid mutation", ended, true, fmt.Errorf("x: %w", context.Canceled), history.StatusUnknown},
-		{"run ended, refused anyway", ended, true, answer(409, "conflict"), history.StatusFail},
-		{"read unavailable", live, false, answer(503, "unavailable"), history.StatusFail},
-		{"read timeout", live, false, context.DeadlineExceeded, history.StatusFail},
-		{"read not found", live, false, client.ErrNotFound, history.StatusFail},
-		{"read when run ended", ended, false, context.Canceled, history.StatusUnknown},
+		{"mutation ok", live, Write, nil, history.StatusOK},
+		{"read ok", live, Read, nil, history.StatusOK},
+		{"conflict", live, Write, answer(409, "conflict"), history.StatusFail},
+		{"precondition sentinel", live, Write, client.ErrConflict, history.StatusFail},
+		{"exists", live, Write, answer(409, "exists"), history.StatusFail},
+		{"case conflict", live, Write, caseConflict, history.StatusFail},
+		{"invalid argument", live, Write, answer(400, "invalid_argument"), history.StatusFail},
+		{"not found", live, Write, answer(404, "not_found"), history.StatusFail},
+		{"forbidden", live, Write, answer(403, "forbidden"), history.StatusFail},
+		{"unavailable answer", live, Write, answer(503, "unavailable"), history.StatusUnknown},
+		{"no server answered", live, Write, fmt.Errorf("%w: no server answered", client.ErrUnavailable), history.StatusUnknown},
+		{"connection reset", live, Write, connErr, history.StatusUnknown},
+		{"op deadline", live, Write, fmt.Errorf("POST /v1/commit: %w", context.DeadlineExceeded), history.StatusUnknown},
+		{"5xx", live, Write, answer(500, "internal"), history.StatusUnknown},
+		{"hash mismatch", live, Write, client.ErrHashMismatch, history.StatusUnknown},
+		{"session ended", live, Write, client.ErrSessionEnded, history.StatusUnknown},
+		{"other error", live, Write, errors.New("boom"), history.StatusUnknown},
+		{"run ended mid mutation", ended, Write, fmt.Errorf("x: %w", context.Canceled), history.StatusUnknown},
+		{"run ended, refused anyway", ended, Write, answer(409, "conflict"), history.StatusFail},
+		{"read unavailable", live, Read, answer(503, "unavailable"), history.StatusFail},
+		{"read timeout", live, Read, context.DeadlineExceeded, history.StatusFail},
+		{"read not found", live, Read, client.ErrNotFound, history.StatusFail},
+		{"read when run ended", ended, Read, context.Canceled, history.StatusUnknown},
+
+		// A CAS fails only when its precondition did not hold: the
+		// register checker takes a failed CAS as proof of that.
+		{"cas ok", live, CASIfMatch, nil, history.StatusOK},
+		{"cas if-match conflict", live, CASIfMatch, answer(409, "conflict"), history.StatusFail},
+		{"cas if-match conflict after the run", ended, CASIfMatch, client.ErrConflict, history.StatusFail},
+		{"cas if-match exists", live, CASIfMatch, answer(409, "exists"), history.StatusUnknown},
+		{"cas if-match invalid argument", live, CASIfMatch, answer(400, "invalid_argument"), history.StatusUnknown},
+		{"cas if-match not found", live, CASIfMatch, answer(404, "not_found"), history.StatusUnknown},
+		{"cas if-match forbidden", live, CASIfMatch, answer(403, "forbidden"), history.StatusUnknown},
+		{"cas if-match unavailable", live, CASIfMatch, answer(503, "unavailable"), history.StatusUnknown},
+		{"cas if-match not found after the run", ended, CASIfMatch, client.ErrNotFound, history.StatusUnknown},
+		{"cas if-none-match conflict", live, CASIfNoneMatch, answer(409, "conflict"), history.StatusFail},
+		{"cas if-none-match exists", live, CASIfNoneMatch, answer(409, "exists"), history.StatusFail},
+		{"cas if-none-match exists sentinel", live, CASIfNoneMatch, client.ErrExists, history.StatusFail},
+		{"cas if-none-match case conflict", live, CASIfNoneMatch, caseConflict, history.StatusUnknown},
+		{"cas if-none-match invalid argument", live, CASIfNoneMatch, answer(400, "invalid_argument"), history.StatusUnknown},
+		{"cas if-none-match not found", live, CASIfNoneMatch, client.ErrNotFound, history.StatusUnknown},
+		{"cas if-none-match forbidden", live, CASIfNoneMatch, answer(403, "forbidden"), history.StatusUnknown},
+		{"cas if-none-match timeout", live, CASIfNoneMatch, context.DeadlineExceeded, history.StatusUnknown},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Classify(tc.run, tc.mutation, tc.err); got != tc.want {
-				t.Errorf("Classify(mutation=%v, %v) = %s, want %s", tc.mutation, tc.err, got, tc.want)
+			if got := Classify(tc.run, tc.effect, tc.err); got != tc.want {
+				t.Errorf("Classify(effect %d, %v) = %s, want %s", tc.effect, tc.err, got, tc.want)
 			}
 		})
 	}
@@ -184,7 +205,7 @@ func TestFeedCommits(t *testing.T) {
 	r.Invoke(5, "sync", KindEdit, "/j/sync/f00.txt", EditInput{}).Ok(nil)
 	got := feedCommits(r.Ops())
 	want := []check.FeedCommit{
-		{Path: "/j/set/a", Rev: 1, RequestID: "k-a", Status: history.StatusOK},
+		{Path: "/j/set/a", Rev: 1, Seq: 5, RequestID: "k-a", Status: history.StatusOK},
 		{Path: "/j/register/k0-0", RequestID: "k-b", Status: history.StatusFail},
 		{Path: "/j/upload/x", RequestID: "k-c", Status: history.StatusUnknown},
 	}

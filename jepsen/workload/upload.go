@@ -40,7 +40,7 @@ func (w *uploadWorkload) Run(ctx context.Context, env *Env) error {
 			sum := sha256.Sum256(data)
 			rk := requestKey(w.name, proc, n)
 			in := UploadInput{UploadInput: history.UploadInput{SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data))}, RequestID: rk}
-			w.op(ctx, env, proc, node, history.KindUpload, key, in, true, w.cfg.OpTimeout, func(ctx context.Context) (any, error) {
+			w.op(ctx, env, proc, node, history.KindUpload, key, in, Write, w.cfg.OpTimeout, func(ctx context.Context) (any, error) {
 				res, err := cl.Upload(ctx, bytes.NewReader(data), key, client.UploadOptions{IdempotencyKey: rk})
 				if err != nil {
 					return nil, err
