@@ -13,6 +13,7 @@ import (
 	"github.com/coffer-dev/coffer/blockstore/replica"
 	"github.com/coffer-dev/coffer/cluster/adminrpc"
 	"github.com/coffer-dev/coffer/cluster/members"
+	"github.com/coffer-dev/coffer/cluster/sysgroup"
 	"github.com/coffer-dev/coffer/internal/wire"
 )
 
@@ -107,13 +108,23 @@ func (a *auditNode) fail(format string, args ...any) {
 // repairs; the count reads each node's refs in pages (memory: a page per
 // node) and merges them in ref order. A node that cannot be reached, whose
 // scrub fails or that is draining has its copies left out of the count.
-// A block that no node holds at all is not seen. The audit stops with
+// A node removed from the cluster (by the system group's records, when
+// this node hosts a replica of it) is skipped: it holds nothing the
+// cluster counts on. A block that no node holds at all is not seen. The audit stops with
 // ctx's error if ctx ends first.
 func (n *Node) AuditBlocks(ctx context.Context) (*wire.BlockAudit, error) {
 	audit := &wire.BlockAudit{R: n.cfg.BlockR, UnderReplicated: []wire.UnderReplicated{}, Nodes: []wire.BlockAuditNode{}}
+	removed := map[string]bool{}
+	if g := n.group(SystemGroup); g != nil {
+		if recs, err := g.sys.Nodes(); err == nil {
+			for _, r := range recs {
+				removed[r.Name] = r.State == sysgroup.NodeRemoved
+			}
+		}
+	}
 	var nodes []*auditNode
 	for _, m := range n.members.All() {
-		if !m.Meta.HasRole(RoleBlock) || m.State == members.StateLeft {
+		if !m.Meta.HasRole(RoleBlock) || m.State == members.StateLeft || removed[m.Name] {
 			continue
 		}
 		a := &auditNode{BlockAuditNode: wire.BlockAuditNode{Node: m.Name, Draining: m.Meta.Draining}, addr: m.Meta.GRPCAddr,

@@ -72,6 +72,17 @@ func (tb *testbed) removeLive(i int) {
 	tb.live = slices.DeleteFunc(tb.live, func(x int) bool { return x == i })
 }
 
+// removedNames are the names of the nodes a member change removed.
+func (tb *testbed) removedNames() map[string]bool {
+	out := map[string]bool{}
+	for i := range tb.pc.Len() {
+		if tb.pc.Removed(i) {
+			out[tb.pc.Spec(i).Name] = true
+		}
+	}
+	return out
+}
+
 // Ports every node uses inside its own namespace.
 const (
 	raftPort   = 7100

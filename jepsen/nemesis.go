@@ -65,9 +65,12 @@ func (n *nemesis) run(ctx context.Context, until time.Time) {
 		case <-time.After(gap):
 		}
 		if len(round) == 0 {
-			round = slices.Clone(n.kinds)
+			round = slices.DeleteFunc(slices.Clone(n.kinds), func(k string) bool { return k == FaultMembers && n.membersDone })
 			n.rng.Shuffle(len(round), func(i, j int) { round[i], round[j] = round[j], round[i] })
 			clear(retried)
+		}
+		if len(round) == 0 {
+			continue // only a member change was left, and it happened
 		}
 		kind := round[0]
 		round = round[1:]
