@@ -504,6 +504,21 @@ func TestRemovedNodeDropsStaleReplicasOnRestart(t *testing.T) {
 		_, err := formed(ctx, n1, []string{"n1", "n2", "n3"})
 		return err
 	})
+	// Removed (and down), n4 is not a block node that failed to answer: the
+	// block audit leaves it out (the fault harness found it counted as
+	// one).
+	waitFor(t, 30*time.Second, "the block audit leaves removed n4 out", func() error {
+		a, err := n1.AuditBlocks(ctx)
+		if err != nil {
+			return err
+		}
+		for _, nd := range a.Nodes {
+			if nd.Node == "n4" || nd.Error != "" {
+				return fmt.Errorf("audit node %+v", nd)
+			}
+		}
+		return nil
+	})
 	// n4 restarts on the same directory and addresses with its stale
 	// replicas, and drops every one.
 	n4, err = Start(ctx, cfg4)
