@@ -33,7 +33,11 @@ func (n *Node) Shard(group uint64) (metarpc.Shard, error) {
 	}
 	g := n.group(group)
 	if g == nil || g.shard == nil {
-		return nil, fmt.Errorf("%w: node %s hosts no replica of group %d", raftmeta.ErrNotFound, n.cfg.Name, group)
+		// ErrNoReplica, not ErrNotFound: the router then asks another node.
+		// Answering not_found made a read that reached a node without a
+		// replica (a cluster of more nodes than replicas, after a leader
+		// died) report an existing file or user as missing.
+		return nil, fmt.Errorf("%w: node %s hosts no replica of group %d", metarpc.ErrNoReplica, n.cfg.Name, group)
 	}
 	return timedShard{Shard: g.shard, commit: n.metrics.commit.WithLabelValues(strconv.FormatUint(group, 10))}, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coffer-dev/coffer/blockstore"
 	"github.com/coffer-dev/coffer/cluster/adminrpc"
+	"github.com/coffer-dev/coffer/cluster/metarpc"
 	"github.com/coffer-dev/coffer/cluster/sysgroup"
 	"github.com/coffer-dev/coffer/internal/wire"
 	"github.com/coffer-dev/coffer/raftmeta"
@@ -540,6 +541,12 @@ func TestRemovedNodeDropsStaleReplicasOnRestart(t *testing.T) {
 	}
 	if _, err := os.Stat(n4.dir.groupPath(0)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("n4's group 0 directory is still there: %v", err)
+	}
+	// A metadata call that reaches n4 now must be told to ask elsewhere
+	// (no_replica), never that the user or file does not exist: the fault
+	// harness saw reads answered not_found by a node without a replica.
+	if _, err := n4.Shard(1); !errors.Is(err, metarpc.ErrNoReplica) || errors.Is(err, raftmeta.ErrNotFound) {
+		t.Errorf("n4.Shard(1) = %v, want ErrNoReplica", err)
 	}
 	// Back but removed, it is told to drain: block placement leaves it out.
 	waitFor(t, 30*time.Second, "n4 drains", func() error {
