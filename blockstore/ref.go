@@ -50,6 +50,19 @@ func (r Ref) String() string { return hex.EncodeToString(r[:]) }
 // Short returns the first 12 hex digits, for logs.
 func (r Ref) Short() string { return hex.EncodeToString(r[:6]) }
 
+// Next returns the Ref right after r in byte order (the smallest Ref
+// greater than r), and false if r is the largest Ref. Walks that page
+// through refs in order resume from it.
+func (r Ref) Next() (Ref, bool) {
+	for i := len(r) - 1; i >= 0; i-- {
+		r[i]++
+		if r[i] != 0 {
+			return r, true
+		}
+	}
+	return r, false
+}
+
 // IsZero reports whether r is the zero Ref.
 func (r Ref) IsZero() bool { return r == Ref{} }
 

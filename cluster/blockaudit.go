@@ -307,22 +307,11 @@ func (p *refPager) head(ctx context.Context) (blockstore.Ref, bool, error) {
 			p.done = true
 		} else {
 			var ok bool
-			p.from, ok = nextRef(p.buf[len(p.buf)-1])
+			p.from, ok = p.buf[len(p.buf)-1].Next()
 			p.done = !ok
 		}
 	}
 	return p.buf[p.i], true, nil
-}
-
-// nextRef returns the ref after ref in ref order, false if ref is the last.
-func nextRef(ref blockstore.Ref) (blockstore.Ref, bool) {
-	for i := len(ref) - 1; i >= 0; i-- {
-		ref[i]++
-		if ref[i] != 0 {
-			return ref, true
-		}
-	}
-	return ref, false
 }
 
 func refLess(a, b blockstore.Ref) bool { return bytes.Compare(a[:], b[:]) < 0 }

@@ -1,12 +1,9 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -104,7 +101,7 @@ func (n *Node) httpHandler() (http.Handler, error) {
 			return
 		}
 		var req wire.TransferRequest
-		if !decodeOptionalJSON(w, r, 4<<10, &req) {
+		if !wire.ReadJSON(w, r, 4<<10, &req, true) {
 			return
 		}
 		res, err := n.TransferLeader(r.Context(), id, req.To)
@@ -147,34 +144,6 @@ func groupParam(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 		return 0, false
 	}
 	return id, true
-}
-
-// decodeOptionalJSON decodes a JSON body of at most limit bytes strictly
-// (unknown fields are refused); an empty body leaves v as it is. On
-// failure it has answered 400 or 413.
-func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	switch {
-	case err != nil:
-		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "reading the body: "+err.Error())
-		return false
-	case int64(len(body)) > limit:
-		wire.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", limit))
-		return false
-	case len(bytes.TrimSpace(body)) == 0:
-		return true
-	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "the body is not the expected JSON: "+err.Error())
-		return false
-	}
-	if d.More() {
-		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "data after the JSON body")
-		return false
-	}
-	return true
 }
 
 // gatewayCluster is what the gateway needs of the node.

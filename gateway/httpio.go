@@ -1,14 +1,10 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -114,26 +110,7 @@ func (s *Server) writeMetaError(w http.ResponseWriter, r *http.Request, err erro
 // decodeJSON decodes a JSON body of at most limit bytes strictly (unknown
 // fields are refused); on failure it has answered 400 or 413.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "reading the body: "+err.Error())
-		return false
-	}
-	if int64(len(body)) > limit {
-		wire.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", limit))
-		return false
-	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "the body is not the expected JSON: "+err.Error())
-		return false
-	}
-	if d.More() {
-		wire.WriteError(w, http.StatusBadRequest, "invalid_argument", "data after the JSON body")
-		return false
-	}
-	return true
+	return wire.ReadJSON(w, r, limit, v, false)
 }
 
 // IdempotencyHeader carries a client's key for a mutating request: sent

@@ -34,18 +34,6 @@ func sortedRefs(refs []blockstore.Ref) []blockstore.Ref {
 	return out
 }
 
-// nextRef returns the smallest Ref greater than r, and false if r is the
-// largest Ref.
-func nextRef(r blockstore.Ref) (blockstore.Ref, bool) {
-	for i := len(r) - 1; i >= 0; i-- {
-		r[i]++
-		if r[i] != 0 {
-			return r, true
-		}
-	}
-	return r, false
-}
-
 // Seq makes many distinct, incompressible blocks of one size cheaply, for
 // benchmarks: block i is a fixed random base with i+1 in its first 8
 // bytes, so a benchmark can rebuild any block into a reused buffer.

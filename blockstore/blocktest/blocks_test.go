@@ -57,12 +57,12 @@ func TestNextRef(t *testing.T) {
 		{"largest", all, blockstore.Ref{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := nextRef(tc.in)
+			got, ok := tc.in.Next()
 			if ok != tc.wantOK || (ok && got != tc.want) {
-				t.Fatalf("nextRef(%s) = %s, %v; want %s, %v", tc.in, got, ok, tc.want, tc.wantOK)
+				t.Fatalf("%s.Next() = %s, %v; want %s, %v", tc.in, got, ok, tc.want, tc.wantOK)
 			}
 			if ok && compareRefs(tc.in, got) >= 0 {
-				t.Fatalf("nextRef(%s) = %s is not greater", tc.in, got)
+				t.Fatalf("%s.Next() = %s is not greater", tc.in, got)
 			}
 		})
 	}

@@ -94,13 +94,13 @@ func testEnumerate(t *testing.T, open opener) {
 	t.Run("FromBetween", func(t *testing.T) {
 		f := f.sub(t)
 		for _, i := range []int{0, 99, 199, 511, 1023, enumerateBlocks - 2} {
-			between, ok := nextRef(refs[i])
+			between, ok := refs[i].Next()
 			if !ok || between == refs[i+1] {
 				t.Fatalf("refs %d and %d are adjacent", i, i+1)
 			}
 			f.checkInfos("Enumerate(from a ref between two stored ones)", f.enumerate(between), refs[i+1:])
 		}
-		before, _ := nextRef(blockstore.Ref{})
+		before, _ := blockstore.Ref{}.Next()
 		if before != refs[0] {
 			f.checkInfos("Enumerate(from 00..01)", f.enumerate(before), refs)
 		}
@@ -116,7 +116,7 @@ func testEnumerate(t *testing.T, open opener) {
 			want = refs[len(refs)-1:]
 		}
 		f.checkInfos("Enumerate(from ff..ff)", f.enumerate(last), want)
-		after, _ := nextRef(refs[len(refs)-1])
+		after, _ := refs[len(refs)-1].Next()
 		f.checkInfos("Enumerate(from after the last block)", f.enumerate(after), nil)
 	})
 	t.Run("Stop", func(t *testing.T) {

@@ -229,7 +229,7 @@ func (s *sweep) walk(ctx context.Context, from blockstore.Ref) (next blockstore.
 		if len(s.batch) < limit {
 			return nil
 		}
-		next, more = successor(bi.Ref)
+		next, more = bi.Ref.Next()
 		return blockstore.ErrStop
 	})
 	if err != nil && !errors.Is(err, blockstore.ErrStop) {
@@ -298,16 +298,4 @@ func wait(ctx context.Context, lim *rate.Limiter) error {
 		r.Cancel()
 		return ctx.Err()
 	}
-}
-
-// successor returns the Ref right after r in Ref order, and false if r is
-// the largest Ref.
-func successor(r blockstore.Ref) (blockstore.Ref, bool) {
-	for i := len(r) - 1; i >= 0; i-- {
-		r[i]++
-		if r[i] != 0 {
-			return r, true
-		}
-	}
-	return r, false
 }

@@ -490,8 +490,8 @@ func TestSuccessor(t *testing.T) {
 		in, want blockstore.Ref
 		ok       bool
 	}{{zero, one, true}, {carry, carried, true}, {ff, zero, false}} {
-		if got, ok := successor(c.in); got != c.want || ok != c.ok {
-			t.Errorf("successor(%s) = %s, %v; want %s, %v", c.in, got, ok, c.want, c.ok)
+		if got, ok := c.in.Next(); got != c.want || ok != c.ok {
+			t.Errorf("%s.Next() = %s, %v; want %s, %v", c.in, got, ok, c.want, c.ok)
 		}
 	}
 }

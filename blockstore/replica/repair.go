@@ -96,21 +96,10 @@ func (r *Replicator) walkLocal(ctx context.Context, fn func(context.Context, []b
 			return nil
 		}
 		var ok bool
-		if from, ok = successor(batch[len(batch)-1].Ref); !ok {
+		if from, ok = batch[len(batch)-1].Ref.Next(); !ok {
 			return nil
 		}
 	}
-}
-
-// successor returns the Ref after ref, false if ref is the largest.
-func successor(ref blockstore.Ref) (blockstore.Ref, bool) {
-	for i := len(ref) - 1; i >= 0; i-- {
-		ref[i]++
-		if ref[i] != 0 {
-			return ref, true
-		}
-	}
-	return ref, false
 }
 
 // repairWalk is the state of one RepairNow.

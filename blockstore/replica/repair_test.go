@@ -340,9 +340,9 @@ func TestSuccessor(t *testing.T) {
 		{"12ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "1300000000000000000000000000000000000000000000000000000000000000", true},
 		{ff.String(), "", false},
 	} {
-		got, ok := successor(blockstore.MustParseRef(tc.in))
+		got, ok := blockstore.MustParseRef(tc.in).Next()
 		if ok != tc.ok || (ok && got.String() != tc.want) {
-			t.Errorf("successor(%s) = %s, %v; want %s, %v", tc.in, got, ok, tc.want, tc.ok)
+			t.Errorf("%s.Next() = %s, %v; want %s, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
 	}
 }
